@@ -1,0 +1,76 @@
+"""Decode a cuts manifest and score it: hyp.txt, ref.txt, errors.txt, wer.txt in --out-dir.
+
+Prints WER/CER (jiwer) and the decoding speed (RTF, utterances per second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from casnat.bin.search_args import (
+    add_model_arguments,
+    add_search_arguments,
+    load_recognizer,
+    search_options,
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
+    p.add_argument(
+        "--cuts", type=Path, required=True, help="lhotse cuts (with or without features)"
+    )
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--max-duration", type=float, default=100.0, help="seconds of audio per batch")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="fixed number of utterances per batch (overrides --max-duration; 1 = unbatched)",
+    )
+    add_search_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from casnat.data.loader import make_eval_loader
+    from casnat.decode.runner import decode_loader
+    from casnat.decode.scoring import score_wer, write_report
+    from casnat.errors import UserError
+
+    if not args.cuts.is_file():
+        raise UserError(f"cuts manifest not found: {args.cuts}")
+    rec = load_recognizer(args)
+    opts = search_options(args)
+    loader = make_eval_loader(
+        args.cuts,
+        rec.tokenizer,
+        args.max_duration,
+        feature_cfg=rec.cfg.features,
+        max_cuts=args.batch_size,
+    )
+    run_ = decode_loader(
+        rec.model, rec.tokenizer, loader, opts, rec.device, frame_shift=rec.cfg.features.frame_shift
+    )
+    report = score_wer(run_.refs, run_.hyps)
+    write_report(report, args.out_dir)
+    summary = {
+        "mode": opts.mode,
+        "utterances": len(run_.hyps),
+        "wer": report.wer,
+        "cer": report.cer,
+        "rtf": run_.rtf,
+        "utts_per_s": run_.utts_per_second,
+        "audio_s": run_.audio_seconds,
+        "decode_s": run_.decode_seconds,
+    }
+    tmp = args.out_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(args.out_dir / "summary.json")
+    print(
+        f"{args.cuts.name} mode={opts.mode}: WER {100 * report.wer:.2f}% "
+        f"CER {100 * report.cer:.2f}% ({len(run_.hyps)} utts) "
+        f"RTF {run_.rtf:.4f} ({run_.utts_per_second:.1f} utt/s) -> {args.out_dir}"
+    )
+    return 0

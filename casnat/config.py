@@ -1,0 +1,221 @@
+"""Dataclass configs for every casnat component.
+
+YAML keys are the field names; an unknown or misspelt key is an error that names the key
+and the file, because a silently ignored typo in a training config costs a whole run.
+
+>>> cfg = ExperimentConfig()
+>>> cfg.model.encoder.d_model
+144
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from casnat.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+    """A config file or key is missing or wrong; the message names which."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """80-dim log-mel filterbank at 16 kHz (the paper's front end)."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    frame_shift: float = 0.01
+    frame_length: float = 0.025
+    dither: float = 0.0
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Output units. ``kind`` is a sentencepiece model type, ``char`` or ``word``.
+
+    Id layout (see casnat.data.tokenizer): 0 = CTC blank, 1 = <unk>, V-1 = <sos/eos>.
+    """
+
+    kind: Literal["unigram", "bpe", "char", "word"] = "unigram"
+    vocab_size: int = 256
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    num_freq_masks: int = 2
+    freq_mask_width: int = 27
+    num_time_masks: int = 2
+    time_mask_ratio: float = 0.05
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the lhotse manifests are and how batches are drawn from them.
+
+    Paths are relative to the directory the command runs in (the recipe dir).
+    """
+
+    train_cuts: str = "data/fbank/cuts_train.jsonl.gz"
+    dev_cuts: str = "data/fbank/cuts_dev.jsonl.gz"
+    max_duration: float = 200.0  # seconds of audio per batch (before accumulation)
+    num_buckets: int = 10
+    shuffle: bool = True
+    spec_augment: SpecAugmentConfig | None = field(default_factory=SpecAugmentConfig)
+    on_the_fly_feats: bool = False  # compute fbank in the dataloader instead of reading storage
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Conformer encoder: conv2d subsampling x4, macaron FFN, rel-pos MHSA, conv module."""
+
+    input_dim: int = 80
+    d_model: int = 144
+    num_heads: int = 4
+    ffn_dim: int = 576
+    num_layers: int = 6
+    conv_kernel: int = 15
+    dropout: float = 0.1
+    inter_ctc_layer: int | None = None  # 1-based layer whose output feeds the InterCTC head
+    conv_norm: Literal["batch_norm", "layer_norm"] = "batch_norm"  # norm inside the conv module
+
+
+@dataclass(frozen=True)
+class ATDecoderConfig:
+    """Autoregressive transformer decoder (baseline and ESA ranker)."""
+
+    num_layers: int = 3
+    num_heads: int = 4
+    ffn_dim: int = 576
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class NATDecoderConfig:
+    """CASS-NAT decoder: TAE extractor, self-attention blocks, mixed-attention blocks."""
+
+    left_trigger: int = 1
+    right_trigger: int = 1
+    num_sa_layers: int = 3
+    num_mixed_layers: int = 2
+    num_heads: int = 4
+    ffn_dim: int = 576
+    conv_kernel: int = 3
+    max_rel_pos: int = 8
+    dropout: float = 0.1
+    # LayerNorm: short, heavily padded token sequences would skew BatchNorm statistics.
+    conv_norm: Literal["batch_norm", "layer_norm"] = "layer_norm"
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the iterated loss (CASSNAT.md)."""
+
+    ctc: float = 0.5
+    inter_ctc: float = 0.5
+    ce: float = 1.0
+    inter_ce: float = 0.01
+    at: float = 0.3  # AT decoder CE weight when an AT decoder is trained beside CTC / NAT
+    label_smoothing: float = 0.1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``type``: ``ctc`` (encoder + CTC), ``at`` (CTC + AT decoder), ``cassnat`` (CTC + NAT,
+    plus an AT decoder as ESA ranker when ``at_decoder`` is set)."""
+
+    type: Literal["ctc", "at", "cassnat"] = "ctc"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    at_decoder: ATDecoderConfig | None = None
+    nat_decoder: NATDecoderConfig | None = None
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    peak_lr: float = 1e-3
+    warmup_steps: int = 1000
+    max_epochs: int = 50
+    max_steps: int | None = None
+    max_minutes: float | None = None  # wall-clock budget; training stops cleanly when spent
+    grad_clip: float = 5.0
+    accum_grad: int = 1
+    weight_decay: float = 1e-6
+    amp: bool = True  # used only on CUDA
+    log_interval: int = 20
+    checkpoint_every_steps: int = 500
+    keep_last: int = 10  # epoch checkpoints kept for averaging
+    num_threads: int | None = None  # torch intra-op threads on CPU; None = torch default
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def from_dict(cls: type, data: dict[str, Any] | None, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys by name."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key '{unknown[0]}' (valid keys: {', '.join(sorted(names))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        tp = _unwrap_optional(hints[name])
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            kwargs[name] = None if value is None else from_dict(tp, value, f"{where}.{name}")
+        elif typing.get_origin(tp) is tuple and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (YAML- and checkpoint-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML; errors name the file and the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    return from_dict(ExperimentConfig, raw, where=str(path))
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

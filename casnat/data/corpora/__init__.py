@@ -1,0 +1,1 @@
+"""Corpus preparers: each turns a corpus directory into CutSet manifests, one per split."""

@@ -1,0 +1,191 @@
+"""synth_en: a multi-speaker English read-speech corpus synthesised with Debian TTS engines.
+
+Each voice is ``engine:name`` (``espeak:en-us+m1``, ``flite:kal16``, ``festival:ked_diphone``)
+and acts as one speaker. Sentences come from ``sentences_{train,dev,test}.txt`` in a text
+dir, or from one text file split deterministically. Split by sentence and by voice: train and
+dev use :data:`TRAIN_VOICES`; half of test uses :data:`TEST_ONLY_VOICES`, which no train or
+dev utterance has (the cut's ``custom["unseen_voice"]`` marks them), half the train voices.
+Every wav is written as 16 kHz 16-bit mono under ``out_dir/wavs/{split}/``; engines run in
+parallel processes.
+Install the engines with ``egs/synth_en/local/install_tts.sh``.
+
+>>> prepare_synth_en("/work/shared/data/text", "data/manifests")  # doctest: +SKIP
+{'train': PosixPath('data/manifests/cuts_train.jsonl.gz'), 'dev': ..., 'test': ...}
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse.cut import MonoCut
+
+log = logging.getLogger(__name__)
+
+TRAIN_VOICES = (
+    "espeak:en-us+m1", "espeak:en-us+f2", "espeak:en+m3", "espeak:en-gb+f3",
+    "espeak:en-us+m7", "flite:kal16", "flite:awb", "flite:slt", "festival:kal_diphone",
+)
+TEST_ONLY_VOICES = ("espeak:en-gb-scotland+f4", "flite:rms", "festival:ked_diphone")
+ENGINE_BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+SAMPLE_RATE = 16000
+
+
+def _command(voice: str, text_file: Path, out: Path, rate_wpm: int) -> list[str]:
+    engine, name = voice.split(":", 1)
+    if engine == "espeak":
+        return ["espeak-ng", "-v", name, "-s", str(rate_wpm), "-f", str(text_file), "-w", str(out)]
+    if engine == "flite":
+        return ["flite", "-voice", name, "-f", str(text_file), "-o", str(out)]
+    if engine == "festival":
+        return ["text2wave", "-eval", f"(voice_{name})", str(text_file), "-o", str(out)]
+    raise ValueError(f"unknown TTS engine '{engine}' in voice '{voice}' "
+                     f"(expected one of {', '.join(ENGINE_BINARIES)})")
+
+
+def synthesize(voice: str, text: str, out_path: str | Path, rate_wpm: int = 170) -> float:
+    """Speak ``text`` with ``voice`` into ``out_path`` (16 kHz wav); returns its duration (s).
+
+    Raises ``RuntimeError`` naming the voice when the engine fails or returns no audio.
+    """
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        text_file, raw = Path(tmp) / "in.txt", Path(tmp) / "out.wav"
+        text_file.write_text(text + "\n")
+        proc = subprocess.run(_command(voice, text_file, raw, rate_wpm), capture_output=True,
+                              text=True, timeout=120)
+        if proc.returncode != 0 or not raw.is_file() or raw.stat().st_size <= 44:
+            raise RuntimeError(f"TTS voice {voice} failed on '{text[:40]}': {proc.stderr[-200:]}")
+        audio, sr = sf.read(raw, dtype="float32", always_2d=True)
+    audio = audio[:, 0]
+    if sr != SAMPLE_RATE:
+        from scipy.signal import resample_poly
+
+        g = gcd(sr, SAMPLE_RATE)
+        audio = resample_poly(audio, SAMPLE_RATE // g, sr // g).astype(np.float32)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak == 0.0:
+        raise RuntimeError(f"TTS voice {voice} produced silence for '{text[:40]}'")
+    audio = np.clip(audio * min(1.0, 0.9 / peak), -1.0, 1.0)
+    sf.write(out_path, audio, SAMPLE_RATE, subtype="PCM_16")
+    return audio.size / SAMPLE_RATE
+
+
+def _job(args: tuple[str, str, str, int]) -> str | None:
+    """Worker: synthesise one utterance; returns an error message instead of raising."""
+    voice, text, out, rate = args
+    try:
+        synthesize(voice, text, out, rate)
+    except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
+        return str(e)
+    return None
+
+
+def _read_sentences(text_path: Path, seed: int) -> dict[str, list[str]]:
+    if text_path.is_dir():
+        out = {}
+        for split in ("train", "dev", "test"):
+            f = text_path / f"sentences_{split}.txt"
+            if not f.is_file():
+                raise FileNotFoundError(f"synth_en text not found: {f}")
+            out[split] = [s.strip() for s in f.read_text().splitlines() if s.strip()]
+        return out
+    if not text_path.is_file():
+        raise FileNotFoundError(f"synth_en text not found: {text_path}")
+    lines = [s.strip() for s in text_path.read_text().splitlines() if s.strip()]
+    random.Random(seed).shuffle(lines)
+    n = max(1, len(lines) // 10)
+    return {"test": lines[:n], "dev": lines[n : 2 * n], "train": lines[2 * n :]}
+
+
+def check_engines(voices: tuple[str, ...] | list[str]) -> None:
+    """Raise ``FileNotFoundError`` naming the first engine binary that is not installed."""
+    for voice in voices:
+        engine = voice.split(":", 1)[0]
+        binary = ENGINE_BINARIES.get(engine)
+        if binary is None:
+            raise ValueError(f"unknown TTS engine '{engine}' in voice '{voice}'")
+        if shutil.which(binary) is None:
+            raise FileNotFoundError(f"TTS engine {binary} not installed (voice {voice}); "
+                                    "run egs/synth_en/local/install_tts.sh")
+
+
+def prepare_synth_en(
+    text_path: str | Path,
+    out_dir: str | Path,
+    num_train: int = 1500,
+    num_dev: int = 100,
+    num_test: int = 200,
+    train_voices: tuple[str, ...] | list[str] = TRAIN_VOICES,
+    test_only_voices: tuple[str, ...] | list[str] = TEST_ONLY_VOICES,
+    num_jobs: int = 2,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Synthesise the corpus and write ``out_dir/cuts_{train,dev,test}.jsonl.gz``.
+
+    ``text_path``: a dir with ``sentences_{train,dev,test}.txt`` or one text file. Sentences
+    are drawn without replacement (with ``seed``); voices rotate over the utterances, with a
+    random espeak speaking rate (150-190 wpm) for variety. Utterances an engine fails on are
+    skipped with a warning. Returns split -> manifest path.
+    """
+    text_path, out_dir = Path(text_path), Path(out_dir)
+    sentences = _read_sentences(text_path, seed)
+    check_engines(list(train_voices) + list(test_only_voices))
+    rng = random.Random(seed)
+    plan: dict[str, list[tuple[str, str, str, int]]] = {}
+    sizes = {"train": num_train, "dev": num_dev, "test": num_test}
+    for split, n in sizes.items():
+        pool = sentences[split]
+        if n > len(pool):
+            log.warning("synth_en: %s asks for %d sentences, the text has %d", split, n, len(pool))
+        chosen = rng.sample(pool, min(n, len(pool)))
+        unseen = list(test_only_voices) if split == "test" else []
+        wav_dir = out_dir / "wavs" / split
+        wav_dir.mkdir(parents=True, exist_ok=True)
+        plan[split] = []
+        for i, text in enumerate(chosen):
+            # test: every other utterance has a voice never heard in train / dev
+            if unseen and i % 2 == 0:
+                voice = unseen[(i // 2) % len(unseen)]
+            else:
+                voice = train_voices[(i // 2 if unseen else i) % len(train_voices)]
+            vid = voice.replace(":", "-").replace("+", "-")
+            out = wav_dir / f"synth_{split}_{i:05d}_{vid}.wav"
+            plan[split].append((voice, text, str(out), rng.randint(150, 190)))
+    jobs = [j for split in plan for j in plan[split]]
+    if num_jobs > 1:
+        with ProcessPoolExecutor(num_jobs) as pool:
+            errors = list(pool.map(_job, jobs, chunksize=8))
+    else:
+        errors = [_job(j) for j in jobs]
+    failed = {j[2] for j, e in zip(jobs, errors, strict=True) if e}
+    for e in filter(None, errors):
+        log.warning("synth_en: skipping utterance: %s", e)
+    paths = {}
+    for split, items in plan.items():
+        cuts = []
+        for voice, text, out, _ in items:
+            if out in failed:
+                continue
+            cut_id = Path(out).stem
+            rec = Recording.from_file(out, recording_id=cut_id)
+            sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0,
+                                     duration=rec.duration, channel=0, text=text,
+                                     speaker=voice, language="English")
+            cuts.append(MonoCut(id=cut_id, start=0.0, duration=rec.duration, channel=0,
+                                recording=rec, supervisions=[sup],
+                                custom={"unseen_voice": voice not in train_voices}))
+        paths[split] = out_dir / f"cuts_{split}.jsonl.gz"
+        CutSet.from_cuts(cuts).to_file(paths[split])
+        log.info("synth_en: %s: %d cuts, %.1f min", split, len(cuts),
+                 sum(c.duration for c in cuts) / 60)
+    return paths

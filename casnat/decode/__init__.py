@@ -1,0 +1,1 @@
+"""casnat.decode."""

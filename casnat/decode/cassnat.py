@@ -1,0 +1,124 @@
+"""CASS-NAT inference: greedy-alignment decoding and error-based sampled alignments (ESA).
+
+Both modes are one batched pass: the alignment(s) cut the encoder output into segments, the TAE
+extractor turns each segment into one embedding, and the NAT decoder emits every token at once.
+ESA draws K alignments per utterance (sample 0 = the greedy path), decodes all B*K of them in one
+batch, and keeps per utterance the hypothesis the ranker likes best: the AT decoder's teacher-forced
+mean log-probability when the model has one, else the NAT's own mean log-probability.
+
+Shapes: ``enc_out (B, T, D)``, ``enc_lens (B,)``, ``ctc_log_probs (B, T, V)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from casnat.align import alignment_to_segments, sample_alignments
+from casnat.decode.results import Hypothesis
+from casnat.models.asr import ASRModel, make_pad_mask
+
+
+@dataclass(frozen=True)
+class NATResult:
+    """Per (utterance, sample) row: argmax tokens, their log-probs and the segment frames."""
+
+    tokens: Tensor  # (R, U) padded -1
+    token_lens: Tensor  # (R,)
+    token_logp: Tensor  # (R, U) log-prob of each argmax token
+    eos_logp: Tensor  # (R,) log-prob of eos at the end-of-sentence position
+    starts: Tensor  # (R, U) first frame of each token's CTC run
+    ends: Tensor  # (R, U) last frame
+
+
+def nat_decode_paths(
+    model: ASRModel, enc_out: Tensor, enc_lens: Tensor, paths: Tensor
+) -> NATResult:
+    """Decode frame-level CTC paths ``paths (R, T)`` (rows aligned with ``enc_out (R, T, D)``)."""
+    assert model.tae is not None and model.nat_decoder is not None, "model has no CASS-NAT decoder"
+    nd = model.cfg.nat_decoder
+    assert nd is not None
+    segs = alignment_to_segments(
+        paths,
+        enc_lens,
+        blank=model.blank_id,
+        left_trigger=nd.left_trigger,
+        right_trigger=nd.right_trigger,
+    )
+    r, t = paths.shape
+    u1 = segs.trigger_mask.size(1)
+    pos = torch.arange(u1, device=enc_out.device).unsqueeze(0)
+    tae_mask = pos <= segs.token_lens.unsqueeze(1)
+    enc_mask = make_pad_mask(enc_lens, t)
+    tae = model.tae(enc_out, segs.trigger_mask)
+    out = model.nat_decoder(tae, tae_mask, enc_out, enc_mask)
+    logp, tok = out.log_probs.max(dim=-1)  # (R, U+1)
+    eos_logp = out.log_probs[torch.arange(r, device=enc_out.device), segs.token_lens, model.eos_id]
+    u = u1 - 1
+    valid = pos[:, :u] < segs.token_lens.unsqueeze(1)
+    tokens = torch.where(valid, tok[:, :u], torch.full_like(tok[:, :u], -1))
+    return NATResult(
+        tokens=tokens,
+        token_lens=segs.token_lens,
+        token_logp=torch.where(valid, logp[:, :u], torch.zeros_like(logp[:, :u])),
+        eos_logp=eos_logp,
+        starts=segs.starts[:, :u] if segs.starts.numel() else segs.starts,
+        ends=segs.ends[:, :u] if segs.ends.numel() else segs.ends,
+    )
+
+
+@torch.no_grad()
+def cassnat_search(
+    model: ASRModel,
+    enc_out: Tensor,
+    enc_lens: Tensor,
+    ctc_log_probs: Tensor,
+    num_samples: int = 1,
+    threshold: float = 0.9,
+    ranker: Literal["auto", "at", "nat"] = "auto",
+    generator: torch.Generator | None = None,
+) -> list[Hypothesis]:
+    """Best hypothesis per utterance. ``num_samples=1`` is greedy-alignment CASS-NAT; >1 is ESA."""
+    b, t, d = enc_out.shape
+    k = num_samples
+    paths = sample_alignments(
+        ctc_log_probs, enc_lens, num_samples=k, threshold=threshold, generator=generator
+    )  # (B, K, T)
+    flat = paths.reshape(b * k, t)
+    lens_k = enc_lens.repeat_interleave(k)
+    enc_k = enc_out.repeat_interleave(k, dim=0) if k > 1 else enc_out
+    res = nat_decode_paths(model, enc_k, lens_k, flat)
+    n_tok = res.token_lens.clamp(min=0)
+    if k == 1:
+        scores = (res.token_logp.sum(1) + res.eos_logp) / (n_tok + 1)
+    else:
+        use_at = ranker == "at" or (ranker == "auto" and model.at_decoder is not None)
+        if use_at:
+            if model.at_decoder is None:
+                raise ValueError("ranker='at' but the model has no AT decoder")
+            scores = model.at_decoder.score(res.tokens, n_tok, enc_k, make_pad_mask(lens_k, t))
+        else:
+            scores = (res.token_logp.sum(1) + res.eos_logp) / (n_tok + 1)
+    best = scores.view(b, k).argmax(dim=1)
+    rows = torch.arange(b, device=enc_out.device) * k + best
+    return [_to_hypothesis(res, int(r), float(scores[r]), model) for r in rows.tolist()]
+
+
+def _to_hypothesis(res: NATResult, row: int, score: float, model: ASRModel) -> Hypothesis:
+    n = int(res.token_lens[row])
+    toks = res.tokens[row, :n].tolist()
+    conf = res.token_logp[row, :n].exp().tolist()
+    starts = res.starts[row, :n].tolist()
+    ends = res.ends[row, :n].tolist()
+    # A position whose argmax is blank or eos carries no token (rare once trained): drop it.
+    keep = [i for i, x in enumerate(toks) if x not in (model.blank_id, model.eos_id)]
+    return Hypothesis(
+        tokens=[toks[i] for i in keep],
+        score=score,
+        token_starts=[starts[i] for i in keep],
+        token_ends=[ends[i] for i in keep],
+        confidences=[conf[i] for i in keep],
+    )

@@ -1,0 +1,11 @@
+"""Error types shared across casnat.
+
+``UserError`` marks a problem the user can fix from the message alone (a missing corpus path, an
+unknown config key, an unreadable checkpoint); the CLI prints it as one line without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad user input; the message names the file, key or argument and what was expected."""

@@ -1,0 +1,194 @@
+"""Python decoding API: ``load_model(exp_dir).transcribe(["a.wav", "b.flac"])``.
+
+An experiment directory is self-contained: ``config.yaml``, ``tokenizer/``, and checkpoints whose
+model state includes the CMVN statistics. Checkpoints are read with ``weights_only=True``.
+
+>>> rec = load_model("egs/fsdd/exp/cassnat")                   # doctest: +SKIP
+>>> rec.transcribe(["three_one.wav"], mode="cassnat")[0].text  # doctest: +SKIP
+'three one'
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from casnat.config import ExperimentConfig, load_config
+from casnat.data.tokenizer import Tokenizer
+from casnat.decode.results import Hypothesis
+from casnat.decode.runner import DecodeOptions, check_mode, decode_batch
+from casnat.errors import UserError
+from casnat.models.asr import ASRModel
+from casnat.train.checkpoint import (
+    CheckpointError,
+    epoch_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+SUBSAMPLING = 4
+
+
+@dataclass(frozen=True)
+class TokenTiming:
+    token: str
+    start: float  # seconds
+    end: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """One file's result; ``error`` is set (and text empty) when the file could not be decoded."""
+
+    source: str
+    text: str
+    tokens: list[TokenTiming] = field(default_factory=list)
+    error: str | None = None
+
+
+def default_checkpoint(exp_dir: Path) -> Path:
+    """avg-*.pt if present (newest), else the last epoch checkpoint, else the newest step one."""
+    avgs = sorted(exp_dir.glob("avg-*.pt"), key=lambda p: p.stat().st_mtime)
+    if avgs:
+        return avgs[-1]
+    epochs = epoch_checkpoints(exp_dir)
+    if epochs:
+        return epochs[-1]
+    step = latest_checkpoint(exp_dir)
+    if step is None:
+        raise CheckpointError(f"no checkpoint (avg-*.pt, epoch-*.pt, ckpt-*.pt) in {exp_dir}")
+    return step
+
+
+class Recognizer:
+    """A trained model with its tokenizer and feature extractor, ready to decode audio."""
+
+    def __init__(
+        self, model: ASRModel, tokenizer: Tokenizer, cfg: ExperimentConfig, device: torch.device
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.device = device
+        self._extractor = None
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per encoder frame (feature shift x subsampling)."""
+        return self.cfg.features.frame_shift * SUBSAMPLING
+
+    def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """(T, F) log-mel features of a mono waveform (resampled to the model's rate)."""
+        from casnat.data.features import make_extractor
+
+        if self._extractor is None:
+            self._extractor = make_extractor(self.cfg.features)
+        target = self.cfg.features.sample_rate
+        if sample_rate != target:
+            import scipy.signal
+
+            g = np.gcd(sample_rate, target)
+            samples = scipy.signal.resample_poly(samples, target // g, sample_rate // g)
+        feats = self._extractor.extract(np.asarray(samples, dtype=np.float32), target)
+        return torch.from_numpy(np.asarray(feats, dtype=np.float32))
+
+    def load_audio(self, path: str | Path) -> torch.Tensor:
+        """Features of an audio file; raises UserError naming the file when it cannot be used."""
+        import soundfile as sf
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such audio file")
+        try:
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as e:  # noqa: BLE001 - soundfile raises several types
+            raise UserError(f"{path}: unreadable audio ({e})") from e
+        if data.shape[0] == 0:
+            raise UserError(f"{path}: empty audio")
+        feats = self.features(data.mean(axis=1), sr)
+        if feats.shape[0] < 7:  # the x4 conv2d subsampling needs at least 7 frames
+            raise UserError(f"{path}: audio too short ({data.shape[0] / sr:.3f} s)")
+        return feats
+
+    def hypothesis_to_transcript(self, source: str, h: Hypothesis) -> Transcript:
+        fs = self.frame_seconds
+        timings = []
+        for i, tok in enumerate(h.tokens):
+            start = (
+                h.token_starts[i] * fs
+                if i < len(h.token_starts) and h.token_starts[i] >= 0
+                else -1.0
+            )
+            end = (
+                (h.token_ends[i] + 1) * fs
+                if i < len(h.token_ends) and h.token_ends[i] >= 0
+                else -1.0
+            )
+            conf = h.confidences[i] if i < len(h.confidences) else float("nan")
+            timings.append(TokenTiming(self.tokenizer.id_to_piece(tok), start, end, conf))
+        return Transcript(source=source, text=self.tokenizer.decode(h.tokens), tokens=timings)
+
+    @torch.no_grad()
+    def transcribe_features(
+        self, feats: list[torch.Tensor], opts: DecodeOptions
+    ) -> list[Hypothesis]:
+        lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.int64)
+        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        return decode_batch(self.model, padded.to(self.device), lens.to(self.device), opts)
+
+    def transcribe(
+        self,
+        audio: list[str | Path],
+        mode: str = "ctc_greedy",
+        batch_size: int = 16,
+        opts: DecodeOptions | None = None,
+    ) -> list[Transcript]:
+        """Transcribe files in batches. A file that cannot be read gets ``error`` set; the others
+        are still decoded."""
+        opts = opts or DecodeOptions(mode=mode)
+        check_mode(self.model, opts.mode)
+        results: dict[int, Transcript] = {}
+        pending: list[tuple[int, str, torch.Tensor]] = []
+
+        def flush() -> None:
+            hyps = self.transcribe_features([f for _, _, f in pending], opts)
+            for (i, src, _), h in zip(pending, hyps, strict=True):
+                results[i] = self.hypothesis_to_transcript(src, h)
+            pending.clear()
+
+        for i, path in enumerate(audio):
+            try:
+                pending.append((i, str(path), self.load_audio(path)))
+            except UserError as e:
+                log.warning("skipping %s", e)
+                results[i] = Transcript(source=str(path), text="", error=str(e))
+            if len(pending) >= batch_size:
+                flush()
+        if pending:
+            flush()
+        return [results[i] for i in range(len(audio))]
+
+
+def load_model(
+    exp_dir: str | Path, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"
+) -> Recognizer:
+    """Load a trained experiment directory for decoding."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise UserError(f"experiment directory not found: {exp_dir}")
+    cfg = load_config(exp_dir / "config.yaml")
+    tokenizer = Tokenizer.load(exp_dir / "tokenizer")
+    ckpt = Path(checkpoint) if checkpoint else default_checkpoint(exp_dir)
+    state = load_checkpoint(ckpt, map_location="cpu")["model"]
+    model = ASRModel(cfg.model, tokenizer.vocab_size, cfg.features.num_mel_bins)
+    model.load_state_dict(state)
+    dev = torch.device(device)
+    log.info(f"loaded {ckpt} ({cfg.model.type}) on {dev}")
+    return Recognizer(model.to(dev), tokenizer, cfg, dev)

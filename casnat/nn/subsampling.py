@@ -1,0 +1,51 @@
+"""Conv2d front end that subsamples time (and frequency) by 4.
+
+Two ``Conv2d(kernel 3, stride 2)`` without padding, each followed by ReLU, then a linear map of
+the flattened (channels x frequency) to D. Output length ``T' = ((T - 1) // 2 - 1) // 2``;
+without padding every valid output frame is computed from valid input frames only.
+
+>>> import torch
+>>> sub = Conv2dSubsampling4(80, 16)
+>>> y, lens = sub(torch.zeros(2, 100, 80), torch.tensor([100, 60]))
+>>> y.shape, lens.tolist()
+(torch.Size([2, 24, 16]), [24, 14])
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+MIN_FRAMES = 7  # shortest input with one output frame
+
+
+def subsampled_lengths(lens: Tensor) -> Tensor:
+    """(N,) frame counts -> (N,) counts after x4 subsampling, ``((T - 1) // 2 - 1) // 2 >= 0``."""
+    return (((lens - 1) // 2 - 1) // 2).clamp(min=0)
+
+
+class Conv2dSubsampling4(nn.Module):
+    """(N, T, F) features -> (N, T', D) frames at a quarter of the frame rate."""
+
+    def __init__(self, input_dim: int, d_model: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, d_model, 3, 2),
+            nn.ReLU(),
+            nn.Conv2d(d_model, d_model, 3, 2),
+            nn.ReLU(),
+        )
+        freq = ((input_dim - 1) // 2 - 1) // 2
+        if freq < 1:
+            raise ValueError(f"input_dim={input_dim} too small for x4 subsampling (need >= 7)")
+        self.out = nn.Linear(d_model * freq, d_model)
+
+    def forward(self, x: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+        """x (N, T, F), lens (N,) -> (y (N, T', D), lens' (N,))."""
+        if x.size(1) < MIN_FRAMES:
+            raise ValueError(
+                f"feats: need at least {MIN_FRAMES} frames for x4 subsampling, got T={x.size(1)}"
+            )
+        y = self.conv(x.unsqueeze(1))  # (N, D, T', F')
+        n, c, t, f = y.shape
+        y = self.out(y.transpose(1, 2).reshape(n, t, c * f))
+        return y, subsampled_lengths(lens)

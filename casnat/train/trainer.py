@@ -1,0 +1,346 @@
+"""The training loop: one function, ``train``, that reads as its list of steps.
+
+Single process (``casnat train``) and DDP (``torchrun --nproc_per_node=N -m casnat.bin.train``)
+share this code: the only differences are the sampler shard (rank, world size) and the DDP wrapper.
+
+Resumability: a step checkpoint holds model, optimizer, scheduler, grad scaler, sampler state,
+epoch, step and RNG states, and is written atomically; ``resume=True`` continues from the newest
+one with the same data order (lhotse samplers restore their position from their state dict).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from casnat.config import ExperimentConfig, save_config
+from casnat.models.asr import ASRModel
+from casnat.nn import count_parameters
+from casnat.train.checkpoint import (
+    atomic_save,
+    epoch_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    prune,
+)
+from casnat.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
+from casnat.train.experiment import prepare_experiment
+from casnat.train.logger import TrainLogger
+from casnat.train.scheduler import make_noam_scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """Counters that a checkpoint restores."""
+
+    epoch: int = 0
+    step: int = 0  # optimizer steps so far
+    batches_in_epoch: int = 0
+    best_valid: float = math.inf
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    steps: int
+    epochs: int
+    minutes: float
+    last_valid_loss: float
+    exp_dir: Path
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.train.peak_lr,
+        betas=(0.9, 0.98),
+        eps=1e-9,
+        weight_decay=cfg.train.weight_decay,
+    )
+
+
+def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    dtype = (
+        torch.bfloat16
+        if device.type == "cuda" and torch.cuda.is_bf16_supported()
+        else torch.float16
+    )
+    return torch.autocast(
+        device_type=device.type, dtype=dtype, enabled=enabled and device.type == "cuda"
+    )
+
+
+@torch.no_grad()
+def validate(model: ASRModel, loader, device: torch.device) -> float:
+    """Mean total loss per utterance on the dev set, summed over ranks."""
+    model.eval()
+    tot = torch.zeros(2, dtype=torch.float64)
+    for batch in loader:
+        losses = model(
+            batch.feats.to(device),
+            batch.feat_lens.to(device),
+            batch.tokens.to(device),
+            batch.token_lens.to(device),
+        )
+        tot += torch.tensor(
+            [float(losses.total) * losses.num_utts, losses.num_utts], dtype=torch.float64
+        )
+    tot = all_reduce_sum(tot)
+    model.train()
+    return float(tot[0] / tot[1].clamp(min=1))
+
+
+def _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state: TrainState) -> dict:
+    raw = model.module if isinstance(model, DistributedDataParallel) else model
+    return {
+        "model": raw.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "samplers": _gather_sampler_states(sampler),
+        "epoch": state.epoch,
+        "step": state.step,
+        "batches_in_epoch": state.batches_in_epoch,
+        "best_valid": state.best_valid,
+        "torch_rng": torch.get_rng_state(),
+        "dataset_rng": _dataset_rng(sampler),
+    }
+
+
+def train(
+    cfg: ExperimentConfig,
+    exp_dir: str | Path,
+    resume: bool = False,
+    device: str | None = None,
+    dump_batch_ids: bool = False,
+) -> TrainSummary:
+    """Train the model described by ``cfg`` into ``exp_dir``."""
+    exp_dir = Path(exp_dir)
+    info: DistInfo = init_distributed(prefer_cuda=device != "cpu")
+    dev = torch.device(device) if device and info.world_size == 1 else info.device
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    logger = TrainLogger(exp_dir, rank=info.rank)
+    torch.manual_seed(cfg.train.seed)
+    if info.is_main:
+        save_config(cfg, exp_dir / "config.yaml")
+
+    # 1. Tokenizer, CMVN and data loaders (built once on rank 0, read by the others).
+    exp = prepare_experiment(cfg, exp_dir, info)
+    train_loader, sampler, train_dataset = exp.train_loader, exp.sampler, exp.train_dataset
+    sampler._casnat_dataset_generator = getattr(train_dataset, "generator", None)
+
+    # 2. Model, optimizer, schedule.
+    model = ASRModel(cfg.model, exp.tokenizer.vocab_size, cfg.features.num_mel_bins)
+    model.set_cmvn(exp.cmvn_mean, exp.cmvn_std)
+    logger.info(
+        f"model type={cfg.model.type} params={count_parameters(model) / 1e6:.2f}M "
+        f"(encoder {count_parameters(model.encoder) / 1e6:.2f}M) vocab={exp.tokenizer.vocab_size} "
+        f"device={dev} world_size={info.world_size}"
+    )
+    model.to(dev)
+    optimizer = _make_optimizer(model, cfg)
+    scheduler = make_noam_scheduler(optimizer, cfg.train.warmup_steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and dev.type == "cuda")
+    state = TrainState()
+
+    # 3. Resume from the newest checkpoint, if asked and one exists.
+    ckpt_path = latest_checkpoint(exp_dir) if resume else None
+    if ckpt_path is not None:
+        ck = load_checkpoint(ckpt_path, map_location=dev)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        samplers = ck["samplers"]
+        if len(samplers) != info.world_size:
+            raise RuntimeError(
+                f"{ckpt_path} was written by {len(samplers)} processes; resume with as many "
+                f"(now {info.world_size}) to keep the data order"
+            )
+        sampler.load_state_dict(samplers[info.rank])
+        state = TrainState(ck["epoch"], ck["step"], ck["batches_in_epoch"], ck["best_valid"])
+        torch.set_rng_state(ck["torch_rng"])
+        gen = getattr(train_dataset, "generator", None)
+        if gen is not None and ck.get("dataset_rng") is not None:
+            gen.set_state(ck["dataset_rng"][info.rank])
+        logger.info(f"resumed from {ckpt_path} at epoch {state.epoch} step {state.step}")
+    elif resume:
+        logger.info(f"--resume: no checkpoint in {exp_dir}, starting from scratch")
+
+    ddp_model: torch.nn.Module = model
+    if info.world_size > 1:
+        ddp_model = DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+
+    # 4. The loop.
+    tc = cfg.train
+    t_start = time.monotonic()
+    deadline = t_start + tc.max_minutes * 60 if tc.max_minutes else None
+    batch_log = (exp_dir / f"batches.rank{info.rank}.txt").open("a") if dump_batch_ids else None
+    valid_loss = math.nan
+    stop = False
+    resumed_mid_epoch = ckpt_path is not None and state.batches_in_epoch > 0
+    while state.epoch < tc.max_epochs and not stop:
+        if not resumed_mid_epoch:
+            sampler.set_epoch(state.epoch)
+            state.batches_in_epoch = 0
+        resumed_mid_epoch = False
+        ddp_model.train()
+        accum = 0
+        frames_window = 0
+        t_window = time.monotonic()
+        for batch in train_loader:
+            if batch.feats.size(0) == 0:  # every cut of the batch had unreadable audio
+                continue
+            if batch_log is not None:
+                batch_log.write(f"{state.epoch} {' '.join(batch.cut_ids)}\n")
+                batch_log.flush()
+            state.batches_in_epoch += 1
+            accum += 1
+            sync = accum % tc.accum_grad == 0
+            ctx = ddp_model.no_sync() if (info.world_size > 1 and not sync) else _nullcontext()
+            with ctx:
+                with _autocast(dev, tc.amp):
+                    losses = ddp_model(
+                        batch.feats.to(dev),
+                        batch.feat_lens.to(dev),
+                        batch.tokens.to(dev),
+                        batch.token_lens.to(dev),
+                    )
+                scaler.scale(losses.total / tc.accum_grad).backward()
+            frames_window += int(batch.feat_lens.sum())
+            if not sync:
+                continue
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            if torch.isfinite(grad_norm):
+                scaler.step(optimizer)
+            else:
+                logger.warning(f"step {state.step}: non-finite gradient norm, update skipped")
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            state.step += 1
+
+            if state.step % tc.log_interval == 0:
+                elapsed = time.monotonic() - t_window
+                rate = frames_window / max(elapsed, 1e-9)
+                logger.log_step(
+                    state,
+                    losses.parts(),
+                    lr=scheduler.get_last_lr()[0],
+                    frames_per_s=rate,
+                    grad_norm=float(grad_norm),
+                    eta_s=_eta(state, tc, t_start, deadline, sampler),
+                    skipped=getattr(train_dataset, "num_skipped", 0),
+                )
+                frames_window, t_window = 0, time.monotonic()
+            if state.step % tc.checkpoint_every_steps == 0:
+                ck = _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state)
+                if info.is_main:
+                    atomic_save(ck, exp_dir / f"ckpt-{state.step}.pt")
+                    prune(_step_ckpts(exp_dir), keep=2)
+            if (tc.max_steps and state.step >= tc.max_steps) or (
+                deadline and time.monotonic() > deadline
+            ):
+                stop = True
+                break
+        # End of epoch (or budget): validate and save.
+        valid_loss = (
+            validate(model, exp.valid_loader, dev) if exp.valid_loader is not None else math.nan
+        )
+        state.best_valid = (
+            min(state.best_valid, valid_loss) if not math.isnan(valid_loss) else state.best_valid
+        )
+        epoch_done = not stop
+        if epoch_done:
+            state.epoch += 1
+            state.batches_in_epoch = 0
+        logger.log_epoch(state, valid_loss, minutes=(time.monotonic() - t_start) / 60)
+        ck = _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state)
+        if info.is_main:
+            if epoch_done:
+                atomic_save(ck, exp_dir / f"epoch-{state.epoch}.pt")
+                prune(epoch_checkpoints(exp_dir), keep=tc.keep_last)
+            atomic_save(ck, exp_dir / f"ckpt-{state.step}.pt")
+            prune(_step_ckpts(exp_dir), keep=2)
+    if info.world_size > 1:
+        # DDP syncs buffers from rank 0 before each forward, so after the last forward the BatchNorm
+        # running statistics differ per rank; make every rank end with rank 0's (the saved ones).
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
+    if batch_log is not None:
+        batch_log.close()
+        # Debug aid for the DDP test: every rank's final weights, to check that they agree.
+        atomic_save(model.state_dict(), exp_dir / f"weights.rank{info.rank}.pt")
+    minutes = (time.monotonic() - t_start) / 60
+    logger.info(
+        f"training finished: {state.step} steps, {state.epoch} epochs, {minutes:.1f} min, "
+        f"skipped audio files: {getattr(train_dataset, 'num_skipped', 0)}"
+    )
+    logger.close()
+    if info.world_size > 1:
+        dist.barrier()
+    cleanup()
+    return TrainSummary(state.step, state.epoch, minutes, valid_loss, exp_dir)
+
+
+def _dataset_rng(sampler) -> list[torch.Tensor] | None:
+    """Every rank's augmentation RNG state (SpecAugment draws), for an exact resume."""
+    gen = getattr(sampler, "_casnat_dataset_generator", None)
+    if gen is None:
+        return None
+    state = gen.get_state()
+    if dist.is_available() and dist.is_initialized():
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, state)
+        return out
+    return [state]
+
+
+def _gather_sampler_states(sampler) -> list[dict]:
+    """Every rank's sampler position, so a resumed DDP run continues each shard where it was."""
+    sd = sampler.state_dict()
+    if dist.is_available() and dist.is_initialized():
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, sd)
+        return out
+    return [sd]
+
+
+def _step_ckpts(exp_dir: Path) -> list[Path]:
+    return sorted(exp_dir.glob("ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def _eta(state: TrainState, tc, t_start: float, deadline: float | None, sampler) -> float:
+    """Seconds left by the step, epoch or wall-clock budget, whichever ends first."""
+    elapsed = time.monotonic() - t_start
+    candidates = []
+    if deadline:
+        candidates.append(deadline - time.monotonic())
+    if tc.max_steps and state.step:
+        candidates.append(elapsed / state.step * (tc.max_steps - state.step))
+    steps_per_epoch = getattr(sampler, "_casnat_steps_per_epoch", None)
+    if steps_per_epoch and state.step:
+        total = steps_per_epoch * tc.max_epochs / tc.accum_grad
+        candidates.append(elapsed / state.step * max(0.0, total - state.step))
+    return min(candidates) if candidates else math.nan
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# FSDD connected digits: real human speech (6 speakers, 8 kHz, resampled to 16 kHz).
+#
+#   ./run.sh /path/to/fsdd                       # all stages
+#   ./run.sh --stage 3 --stop-stage 4 /path/to/fsdd
+#   ./run.sh --model ctc /path/to/fsdd           # conf/ctc.yaml -> exp/ctc
+#
+# Stages: 0 manifests, 1 features, 2 train, 3 average, 4 decode, 5 results table.
+# Each finished stage leaves a .done marker, so re-running skips it (delete the marker to redo).
+set -euo pipefail
+
+stage=0
+stop_stage=100
+model=cassnat          # conf/$model.yaml
+avg=5                  # average the last N epoch checkpoints
+modes="ctc_greedy at_beam cassnat cassnat_esa"
+nj=2
+num_train=2000
+
+. "$(dirname "$0")/../parse_options.sh"
+
+if [ $# -ne 1 ]; then
+  echo "usage: $0 [--stage N] [--stop-stage N] [--model NAME] [--modes '...'] <fsdd-dir>" >&2
+  echo "  <fsdd-dir> holds recordings/{digit}_{speaker}_{index}.wav" >&2
+  exit 1
+fi
+corpus=$1
+cd "$(dirname "$0")"
+exp=exp/$model
+mkdir -p data exp
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ] && [ ! -f data/manifests/.done ]; then
+  echo "stage 0: manifests (connected digits from clips 5-49, test from official clips 0-4)"
+  casnat prepare fsdd "$corpus" data/manifests --num-train $num_train
+  touch data/manifests/.done
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ ! -f data/fbank/.done ]; then
+  echo "stage 1: 80-dim fbank (train with speed perturbation 0.9/1.0/1.1)"
+  casnat features --cuts data/manifests/cuts_train.jsonl.gz --out-dir data/fbank --speed-perturb --num-jobs $nj
+  for part in dev test test_isolated; do
+    casnat features --cuts data/manifests/cuts_$part.jsonl.gz --out-dir data/fbank --num-jobs $nj
+  done
+  touch data/fbank/.done
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -f $exp/.train.done ]; then
+  echo "stage 2: train $model (log: $exp/train.log, tensorboard --logdir $exp/tensorboard)"
+  casnat train --config conf/$model.yaml --exp-dir $exp --resume
+  touch $exp/.train.done
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  echo "stage 3: average the last $avg epoch checkpoints"
+  casnat average --exp-dir $exp --last $avg --out $exp/avg-$avg.pt
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  echo "stage 4: decode"
+  for part in test test_isolated; do
+    for mode in $modes; do
+      casnat decode --exp-dir $exp --checkpoint $exp/avg-$avg.pt --cuts data/fbank/cuts_$part.jsonl.gz \
+        --mode $mode --out-dir $exp/decode_${part}_${mode}
+    done
+  done
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  echo "stage 5: results"
+  casnat report $exp
+fi

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# synth_en: multi-speaker English read speech synthesized on this machine with Debian's TTS engines
+# (espeak-ng voice variants, flite, festival diphone voices; some voices appear only in test).
+# Self-contained: needs only a text source (the shared sentences dir or any text file) and the
+# engines (local/install_tts.sh).
+#
+#   ./run.sh /path/to/text                          # dir with sentences_{train,dev,test}.txt
+#   ./run.sh --num-train 6000 /path/to/text         # a bigger corpus
+#   ./run.sh --stage 4 --model ctc /path/to/text
+#
+# Stages: 0 synthesize + manifests, 1 features, 2 train, 3 average, 4 decode, 5 results table.
+set -euo pipefail
+
+stage=0
+stop_stage=100
+model=cassnat
+avg=5
+modes="ctc_greedy at_beam cassnat cassnat_esa"
+nj=2
+num_train=1500
+num_dev=100
+num_test=200
+
+. "$(dirname "$0")/../parse_options.sh"
+
+if [ $# -ne 1 ]; then
+  echo "usage: $0 [--stage N] [--stop-stage N] [--model NAME] [--num-train N] <text-dir-or-file>" >&2
+  exit 1
+fi
+text=$1
+cd "$(dirname "$0")"
+exp=exp/$model
+mkdir -p data exp
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ] && [ ! -f data/manifests/.done ]; then
+  echo "stage 0: synthesize $num_train/$num_dev/$num_test utterances"
+  casnat prepare synth_en "$text" data/manifests --num-train $num_train --num-dev $num_dev \
+    --num-test $num_test --num-jobs $nj
+  touch data/manifests/.done
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ ! -f data/fbank/.done ]; then
+  echo "stage 1: 80-dim fbank (train with speed perturbation 0.9/1.0/1.1)"
+  casnat features --cuts data/manifests/cuts_train.jsonl.gz --out-dir data/fbank --speed-perturb --num-jobs $nj
+  for part in dev test; do
+    casnat features --cuts data/manifests/cuts_$part.jsonl.gz --out-dir data/fbank --num-jobs $nj
+  done
+  touch data/fbank/.done
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -f $exp/.train.done ]; then
+  echo "stage 2: train $model (log: $exp/train.log)"
+  casnat train --config conf/$model.yaml --exp-dir $exp --resume
+  touch $exp/.train.done
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  echo "stage 3: average the last $avg epoch checkpoints"
+  casnat average --exp-dir $exp --last $avg --out $exp/avg-$avg.pt
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  echo "stage 4: decode"
+  for mode in $modes; do
+    casnat decode --exp-dir $exp --checkpoint $exp/avg-$avg.pt --cuts data/fbank/cuts_test.jsonl.gz \
+      --mode $mode --out-dir $exp/decode_test_${mode}
+  done
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  echo "stage 5: results"
+  casnat report $exp
+fi

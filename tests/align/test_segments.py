@@ -1,0 +1,78 @@
+"""Tests of casnat.align.alignment_to_segments on hand-worked examples (CASSNAT.md definition)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from casnat.align import alignment_to_segments, ctc_viterbi_align
+from tests.align.conftest import random_log_probs
+
+
+def _mask(rows: list[str]) -> list[list[int]]:
+    return [[int(c) for c in r] for r in rows]
+
+
+def test_basic_widened_and_unwidened():
+    ali, lens = torch.tensor([[0, 5, 5, 0, 7, 0]]), torch.tensor([6])
+    seg = alignment_to_segments(ali, lens)
+    assert seg.tokens.tolist() == [[5, 7]] and seg.token_lens.tolist() == [2]
+    assert seg.starts.tolist() == [[1, 4]] and seg.ends.tolist() == [[2, 4]]
+    assert seg.seg_lens.tolist() == [3]
+    # owned: pos0 = 0..1, pos1 = 2..4, EOS = 5; widened by one frame each side
+    assert seg.trigger_mask[0].int().tolist() == _mask(["111000", "011111", "000011"])
+    seg0 = alignment_to_segments(ali, lens, left_trigger=0, right_trigger=0)
+    assert seg0.trigger_mask[0].int().tolist() == _mask(["110000", "001110", "000001"])
+    # without widening the positions partition the frames
+    assert (seg0.trigger_mask[0].sum(0) == 1).all()
+
+
+def test_repeated_label_and_last_frame_start_forces_eos():
+    # 3 _ 3 3 4: tokens 3 (start 0), 3 (start 2), 4 (start 4 = last frame)
+    ali = torch.tensor([[3, 0, 3, 3, 4]])
+    seg = alignment_to_segments(ali, torch.tensor([5]), left_trigger=0, right_trigger=0)
+    assert seg.tokens.tolist() == [[3, 3, 4]]
+    assert seg.starts.tolist() == [[0, 2, 4]] and seg.ends.tolist() == [[0, 3, 4]]
+    # pos0 = 0..0, pos1 = 1..2, pos2 = 3..4, EOS owns nothing but still gets the last frame
+    assert seg.trigger_mask[0].int().tolist() == _mask(["10000", "01100", "00011", "00001"])
+    segw = alignment_to_segments(ali, torch.tensor([5]), left_trigger=2, right_trigger=1)
+    assert segw.trigger_mask[0].int().tolist() == _mask(["11000", "11110", "01111", "00111"])
+
+
+def test_all_blank_is_one_eos_segment():
+    seg = alignment_to_segments(torch.tensor([[0, 0, 0, -1]]), torch.tensor([3]))
+    assert seg.tokens.shape == (1, 0) and seg.token_lens.tolist() == [0]
+    assert seg.trigger_mask[0].int().tolist() == [[1, 1, 1, 0]]
+
+
+def test_batch_padding_and_rows_past_u():
+    ali = torch.tensor([[1, 2, 3, 0, 0, 0], [0, 4, 4, 0, -1, -1], [0, 0, 0, 0, 0, 0]])
+    lens = torch.tensor([6, 4, 0])
+    seg = alignment_to_segments(ali, lens, blank=0)
+    assert seg.tokens.tolist() == [[1, 2, 3], [4, -1, -1], [-1, -1, -1]]
+    assert seg.token_lens.tolist() == [3, 1, 0]
+    assert seg.starts.tolist() == [[0, 1, 2], [1, -1, -1], [-1, -1, -1]]
+    assert seg.ends.tolist() == [[0, 1, 2], [2, -1, -1], [-1, -1, -1]]
+    m = seg.trigger_mask.int().tolist()
+    assert m[0] == _mask(["110000", "111000", "011100", "001111"])
+    assert m[1] == _mask(["111000", "011100", "000000", "000000"])
+    assert m[2] == _mask(["000000"] * 4)  # empty utterance: nothing to attend
+
+
+def test_other_blank_id_and_viterbi_roundtrip():
+    ali = torch.tensor([[9, 1, 9, 1, 1]])
+    seg = alignment_to_segments(ali, torch.tensor([5]), blank=9, left_trigger=0, right_trigger=0)
+    assert seg.tokens.tolist() == [[1, 1]] and seg.ends.tolist() == [[1, 4]]
+    lp = random_log_probs(2, 20, 8, 0)
+    tg, tl = torch.tensor([[3, 3, 5, 2], [7, 1, -1, -1]]), torch.tensor([4, 2])
+    a, _ = ctc_viterbi_align(lp, torch.tensor([20, 12]), tg, tl)
+    s = alignment_to_segments(a, torch.tensor([20, 12]))
+    assert s.tokens.tolist() == [[3, 3, 5, 2], [7, 1, -1, -1]]
+    assert s.trigger_mask[:, :, 12:][1].sum() == 0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"alignment must be \(B, T\), got shape \(1, 2, 3\)"):
+        alignment_to_segments(torch.zeros(1, 2, 3, dtype=torch.long), torch.tensor([3]))
+    with pytest.raises(ValueError, match=r"input_lengths must lie in \[0, 3\]"):
+        alignment_to_segments(torch.zeros(1, 3, dtype=torch.long), torch.tensor([4]))

@@ -1,0 +1,97 @@
+"""tools/bench_decode.py on a randomly initialized tiny CASS-NAT model and four short tones."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse.cut import MonoCut
+
+from casnat.config import save_config
+from casnat.data.tokenizer import Tokenizer
+from casnat.models.asr import ASRModel
+from casnat.testing import REPO_ROOT, tiny_config
+from casnat.train.checkpoint import atomic_save
+
+TEXTS = ("one two", "three", "four five six", "seven")
+
+
+def _load_tool():
+    """Import tools/bench_decode.py (tools/ is not a package) once per session."""
+    if "bench_decode" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_decode",
+                                                      REPO_ROOT / "tools" / "bench_decode.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["bench_decode"] = mod  # dataclasses look their module up while defining
+        spec.loader.exec_module(mod)
+    return sys.modules["bench_decode"]
+
+
+def make_random_experiment(exp_dir: Path, texts: tuple[str, ...]) -> None:
+    """An exp dir laid out like casnat.train.trainer's: config.yaml, tokenizer/, epoch-1.pt."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    cfg = tiny_config(exp_dir, "cassnat")
+    save_config(cfg, exp_dir / "config.yaml")
+    tok = Tokenizer.train(texts, cfg.tokenizer, exp_dir / "tokenizer")
+    torch.manual_seed(0)
+    model = ASRModel(cfg.model, tok.vocab_size, cfg.features.num_mel_bins)
+    atomic_save({"model": model.state_dict()}, exp_dir / "epoch-1.pt")
+
+
+def make_tone_cuts(out_dir: Path) -> Path:
+    """Four 0.4-0.7 s tones as a cuts manifest without features (the tool extracts them)."""
+    rng = np.random.default_rng(0)
+    cuts = []
+    for i, text in enumerate(TEXTS):
+        t = np.arange(int(16000 * (0.4 + 0.1 * i))) / 16000
+        x = 0.3 * np.sin(2 * np.pi * (200 + 80 * i) * t) + 0.01 * rng.standard_normal(t.size)
+        path = out_dir / f"tone{i}.wav"
+        sf.write(path, x.astype(np.float32), 16000)
+        rec = Recording.from_file(path)
+        sup = SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0, duration=rec.duration,
+                                 text=text)
+        cuts.append(MonoCut(id=rec.id, start=0.0, duration=rec.duration, channel=0, recording=rec,
+                            supervisions=[sup]))
+    manifest = out_dir / "cuts_test.jsonl.gz"
+    CutSet.from_cuts(cuts).to_file(manifest)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def bench_inputs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("bench")
+    make_random_experiment(root / "exp", TEXTS)
+    return root / "exp", make_tone_cuts(root)
+
+
+def test_table_has_every_mode_and_profile(bench_inputs: tuple[Path, Path], tmp_path: Path,
+                                          capsys) -> None:
+    exp, cuts = bench_inputs
+    out = tmp_path / "bench.md"
+    tool = _load_tool()
+    rc = tool.main(["--exp-dir", str(exp), "--cuts", str(cuts), "--beam", "2", "--num-samples", "3",
+                    "--num-threads", "1", "--batch-size", "3", "--out", str(out), "--profile"])
+    assert rc == 0
+    table = out.read_text()
+    assert table == capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| mode | WER % | RTF b=1 | utt/s b=1 | RTF batched")
+    by_mode = {r.split("|")[1].strip(): r for r in rows[1:5]}
+    assert set(by_mode) == {"ctc_greedy", "at_beam", "cassnat", "cassnat_esa"}
+    assert by_mode["at_beam"].rstrip(" |").endswith("1.0x")
+    assert "alignment sampling" in table and "NAT decoder" in table and "AT decoder steps" in table
+
+
+def test_make_batches_respects_limits() -> None:
+    tool = _load_tool()
+    utts = [tool.Utterance(f"u{i}", "", torch.zeros(n, 80)) for i, n in enumerate([50, 80, 20, 60])]
+    batches = tool.make_batches(utts, batch_size=2, max_frames=150, device=torch.device("cpu"))
+    assert [[u.cut_id for u in g] for g, _, _ in batches] == [["u1"], ["u3", "u0"], ["u2"]]
+    _, feats, lens = batches[1]
+    assert feats.shape == (2, 60, 80) and lens.tolist() == [60, 50]

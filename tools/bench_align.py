@@ -1,0 +1,308 @@
+"""Benchmark casnat's CTC Viterbi alignment against numba, a Python loop and torchaudio.
+
+One run prints, for B = 32 and every (T, U, V) in {200, 800, 1600} x {20, 100, 300} x {500, 5000},
+utterances per second and peak extra resident memory of:
+
+* ``cpp``    torch.ops.casnat.ctc_viterbi_align (C++/OpenMP over the batch),
+* ``numba``  the numba fallback (same algorithm, same results),
+* ``pyloop`` a per-utterance Viterbi with a Python loop over frames and per-utterance
+             backtracking (the research code's approach; timed on a few utterances),
+* ``ta``     torchaudio.functional.forced_align, one utterance per call, when torchaudio imports
+             here or in the venv given by ``--torchaudio-python`` (torchaudio needs torch 2.9.x).
+
+It also counts the bytes the op must read (the 64-byte cache lines holding the log-probs of the
+labels in the band of live states of every frame, plus the int64 path it writes) and reports the
+cpp op's throughput as a fraction of that memory-traffic floor at the measured read bandwidth.
+
+Usage::
+
+    nice python tools/bench_align.py [--threads 1] [--torchaudio-python /work/venv-ta/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+# ---------------------------------------------------------------------------------------------
+# Peak memory: reset the kernel's resident-set high-water mark, run, read it back (Linux only).
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def measure(fn, reps: int) -> tuple[float, float]:
+    """Fastest of ``reps`` calls in seconds (the least disturbed on a shared machine) and the peak
+    extra resident memory in MiB during the first."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _status_kb("VmRSS")
+    except OSError:
+        base = -1
+    t0 = time.perf_counter()
+    fn()
+    times = [time.perf_counter() - t0]
+    peak = (_status_kb("VmHWM") - base) / 1024 if base >= 0 else float("nan")
+    for _ in range(reps - 1):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), peak
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs (also generated, with the same code, inside the torchaudio venv).
+
+
+def make_inputs(B, T, U, V, seed):
+    """Peaky random log-softmax ``(B, T, V)``, full lengths and uniform random targets."""
+    g = torch.Generator().manual_seed(seed)
+    lp = torch.randn(B, T, V, generator=g).mul_(3.0)
+    lp -= torch.logsumexp(lp, dim=-1, keepdim=True)
+    targets = torch.randint(1, V, (B, U), generator=g)
+    return lp, torch.full((B,), T, dtype=torch.long), targets, torch.full((B,), U, dtype=torch.long)
+
+
+MAKE_INPUTS = inspect.getsource(make_inputs)
+
+
+def python_loop_viterbi(lp: torch.Tensor, target: torch.Tensor, blank: int = 0) -> list[int]:
+    """Baseline: Viterbi of one utterance, Python loop over frames, torch ops over states.
+
+    lp ``(T, V)``, target ``(U,)``. Same recursion and tie rule as casnat's kernels.
+    """
+    T, U = lp.size(0), target.numel()
+    S = 2 * U + 1
+    labels = torch.full((S,), blank, dtype=torch.long)
+    labels[1::2] = target
+    skip = torch.zeros(S, dtype=torch.bool)
+    if U > 1:
+        skip[3::2] = target[1:] != target[:-1]
+    ninf = torch.tensor([-math.inf])
+    alpha = torch.full((S,), -math.inf)
+    alpha[:2] = lp[0, labels[:2]]
+    bps = []
+    for t in range(1, T):
+        prev1 = torch.cat([ninf, alpha[:-1]])
+        prev2 = torch.cat([ninf, ninf, alpha[:-2]]).masked_fill(~skip, -math.inf)
+        cand = torch.stack([alpha, prev1, prev2])
+        best = cand.max(0).values
+        bps.append(torch.argmax((cand == best).to(torch.int8), 0))  # first max: stay > prev > skip
+        alpha = best + lp[t, labels]
+    s = S - 1 if S == 1 or alpha[S - 1] > alpha[S - 2] else S - 2
+    s = 0 if S == 1 else s
+    path = [0] * T
+    for t in range(T - 1, 0, -1):
+        path[t] = int(labels[s])
+        s -= int(bps[t - 1][s])
+    path[0] = int(labels[s])
+    return path
+
+
+def _python_loop_batch(lp: torch.Tensor, targets: torch.Tensor, n: int) -> None:
+    for b in range(n):
+        python_loop_viterbi(lp[b], targets[b])
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory-traffic floor.
+
+
+def traffic_floor_bytes(T: int, targets: torch.Tensor, V: int, blank: int = 0) -> int:
+    """Bytes an ideal kernel must move for one batch: every 64-byte line holding a log-prob of a
+    label live in frame t's band, read once, plus the int64 alignment written."""
+    total = 0
+    for tgt in targets:
+        U = tgt.numel()
+        S = 2 * U + 1
+        t = torch.arange(T)
+        lo = (S - 2 - 2 * (T - 1 - t)).clamp(min=0)
+        hi = (2 * t + 1).clamp(max=S - 1)
+        states = torch.arange(S)
+        live = (states[None] >= lo[:, None]) & (states[None] <= hi[:, None])  # (T, S)
+        labels = torch.full((S,), blank, dtype=torch.long)
+        labels[1::2] = tgt
+        byte = (t[:, None] * V + labels[None]) * 4  # rows are contiguous in (T, V)
+        line = torch.where(live, byte // 64, -1)
+        line = line.sort(dim=1).values
+        distinct = (line[:, 1:] != line[:, :-1]) & (line[:, 1:] >= 0)
+        total += int(distinct.sum() + (line[:, 0] >= 0).sum()) * 64
+    return total + targets.size(0) * T * 8
+
+
+def read_bandwidth() -> float:
+    """Bytes per second that torch reads with the current thread count (sum of 512 MiB)."""
+    x = torch.ones(128 * 1024 * 1024)
+    x.sum()
+    best = min(_time(lambda: x.sum()) for _ in range(3))
+    return x.numel() * 4 / best
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------
+# torchaudio, possibly in another venv.
+
+TA_SCRIPT = (
+    MAKE_INPUTS
+    + """
+import json, sys, time
+import torch, torchaudio.functional as F
+torch.set_num_threads(int(sys.argv[2]))
+def status_kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+for B, T, U, V, n in json.loads(sys.argv[1]):
+    lp, il, tg, tl = make_inputs(B, T, U, V, 0)
+    tg = tg.int()
+    path0, _ = F.forced_align(lp[:1], tg[:1], blank=0)
+    open("/proc/self/clear_refs", "w").write("5")
+    base = status_kb("VmRSS")
+    t0 = time.perf_counter()
+    for b in range(n):
+        F.forced_align(lp[b:b + 1], tg[b:b + 1], blank=0)
+    dt = time.perf_counter() - t0
+    check = [float(lp[0].double().sum()), tg[0].tolist(), path0[0].tolist()]
+    print(json.dumps([B, T, U, V, n / dt, (status_kb("VmHWM") - base) / 1024, check]), flush=True)
+"""
+)
+
+
+def run_torchaudio(python: str | None, configs: list, threads: int) -> dict:
+    """{(T, U, V): (utt/s, peak MiB, [checksum of lp[0], targets[0], torchaudio path of utt 0])}
+    from torchaudio, in this interpreter or ``python``."""
+    if python is None:
+        try:
+            import torchaudio.functional  # noqa: F401
+        except Exception:  # torchaudio does not load with this torch
+            return {}
+        python = sys.executable
+    out = subprocess.run(
+        [python, "-c", TA_SCRIPT, json.dumps(configs), str(threads)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        print(f"# torchaudio run failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    res = {}
+    for line in out.stdout.splitlines():
+        B, T, U, V, ups, mem, check = json.loads(line)
+        res[(T, U, V)] = (ups, mem, check)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch / OpenMP / numba threads (1: the 2-core dev machine is shared)",
+    )
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--T", type=int, nargs="+", default=[200, 800, 1600])
+    p.add_argument("--U", type=int, nargs="+", default=[20, 100, 300])
+    p.add_argument("--V", type=int, nargs="+", default=[500, 5000])
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument(
+        "--pyloop-utts", type=int, default=2, help="utterances timed for the Python loop"
+    )
+    p.add_argument("--ta-utts", type=int, default=8, help="utterances timed for torchaudio")
+    p.add_argument(
+        "--torchaudio-python",
+        default=None,
+        help="python of a venv with torch 2.9.1 + torchaudio 2.9.1",
+    )
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    from casnat.align import _backend, ctc_viterbi_align
+
+    B = args.batch
+    configs = [(T, U, V) for V in args.V for T in args.T for U in args.U]
+    feasible = [c for c in configs if c[0] >= c[1]]
+    ta = run_torchaudio(
+        args.torchaudio_python,
+        [[B, T, U, V, min(B, args.ta_utts)] for T, U, V in feasible],
+        args.threads,
+    )
+    bw = read_bandwidth()
+    print(
+        f"# B={B}, threads={args.threads}, backend available: cpp={_backend.HAS_CPP}; "
+        f"read bandwidth {bw / 1e9:.1f} GB/s; torchaudio: {'yes' if ta else 'not measured'}"
+    )
+    head = (
+        f"{'T':>5} {'U':>4} {'V':>5} | {'cpp utt/s':>10} {'MiB':>6} | {'numba utt/s':>11} "
+        f"{'MiB':>6} | {'pyloop utt/s':>12} | {'ta utt/s':>9} {'MiB':>6} | {'cpp/py':>7} "
+        f"{'cpp/nb':>6} {'cpp/ta':>6} | {'floor MB':>8} {'%floor':>6}"
+    )
+    print(head)
+    print("-" * len(head))
+    ta_agree: list[bool] = []
+    for T, U, V in configs:
+        if T < U:
+            print(f"{T:>5} {U:>4} {V:>5} | n/a: T < U, no path exists")
+            continue
+        lp, il, tg, tl = make_inputs(B, T, U, V, 0)
+        impls = {}
+        for impl in ["cpp", "numba"] if _backend.HAS_CPP else ["numba"]:
+            run = functools.partial(ctc_viterbi_align, lp, il, tg, tl, impl=impl)
+            run()  # warm-up (numba compiles on its first call)
+            impls[impl] = measure(run, args.reps)
+        n_py = min(B, args.pyloop_utts)
+        ref, _ = ctc_viterbi_align(lp[:1], il[:1], tg[:1], tl[:1])
+        assert python_loop_viterbi(lp[0], tg[0]) == ref[0].tolist(), "baseline disagrees"
+        loop = functools.partial(_python_loop_batch, lp, tg, n_py)
+        t_py = min(_time(loop) for _ in range(2))
+        py_ups = n_py / t_py
+        cpp_t, cpp_mem = impls.get("cpp", (float("nan"), float("nan")))
+        nb_t, nb_mem = impls["numba"]
+        cpp_ups, nb_ups = B / cpp_t, B / nb_t
+        ta_ups, ta_mem, check = ta.get((T, U, V), (float("nan"), float("nan"), None))
+        if check is not None:  # same inputs in both venvs? then the paths must be identical
+            if abs(check[0] - float(lp[0].double().sum())) < 1e-3 and check[1] == tg[0].tolist():
+                ali0, _ = ctc_viterbi_align(lp[:1], il[:1], tg[:1], tl[:1])
+                ta_agree.append(ali0[0].tolist() == check[2])
+        floor = traffic_floor_bytes(T, tg, V)
+        frac = (floor / bw) / cpp_t
+        print(
+            f"{T:>5} {U:>4} {V:>5} | {cpp_ups:>10.0f} {cpp_mem:>6.2f} | {nb_ups:>11.0f} "
+            f"{nb_mem:>6.2f} | {py_ups:>12.1f} | {ta_ups:>9.0f} {ta_mem:>6.2f} | "
+            f"{cpp_ups / py_ups:>6.0f}x {cpp_ups / nb_ups:>5.1f}x {cpp_ups / ta_ups:>5.1f}x | "
+            f"{floor / 1e6:>8.1f} {100 * frac:>5.0f}%",
+            flush=True,
+        )
+        del lp
+    if ta_agree:
+        print(
+            f"# torchaudio forced_align path == casnat path (utterance 0): "
+            f"{sum(ta_agree)}/{len(ta_agree)} configurations"
+        )
+
+
+if __name__ == "__main__":
+    main()
