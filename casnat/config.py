@@ -85,6 +85,7 @@ class EncoderConfig:
     conv_kernel: int = 15
     dropout: float = 0.1
     inter_ctc_layer: int | None = None  # 1-based layer whose output feeds the InterCTC head
+    subsampling_channels: int | None = None  # conv2d front-end channels (None = d_model)
     conv_norm: Literal["batch_norm", "layer_norm"] = "batch_norm"  # norm inside the conv module
 
 

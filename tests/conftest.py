@@ -8,10 +8,11 @@ import torch
 from casnat.testing import fsdd_dir, make_tiny_fsdd
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tests are small; one intra-op thread keeps them fast and deterministic on 2 cores."""
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # as the trainer does; denormals make CPU math 10-100x slower
 
 
 @pytest.fixture(scope="session")

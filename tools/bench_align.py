@@ -12,7 +12,12 @@ utterances per second and peak extra resident memory of:
 
 It also counts the bytes the op must read (the 64-byte cache lines holding the log-probs of the
 labels in the band of live states of every frame, plus the int64 path it writes) and reports the
-cpp op's throughput as a fraction of that memory-traffic floor at the measured read bandwidth.
+cpp op's throughput as a fraction of that memory-traffic floor at the measured read bandwidth
+(``%floor`` = floor bytes / bandwidth / cpp time). Rows with T < U have no valid path and are
+skipped. Times are the fastest of ``--reps`` calls (the least disturbed on a shared machine);
+memory is the rise of the resident-set high-water mark (VmHWM) during one call, after returning
+freed heap to the OS. When torchaudio runs, the path of utterance 0 of every configuration is
+compared with casnat's (same tie rule, so they must be identical).
 
 Usage::
 
@@ -22,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import inspect
 import json
@@ -45,9 +51,17 @@ def _status_kb(field: str) -> int:
     return -1
 
 
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def measure(fn, reps: int) -> tuple[float, float]:
     """Fastest of ``reps`` calls in seconds (the least disturbed on a shared machine) and the peak
     extra resident memory in MiB during the first."""
+    _malloc_trim()  # hand freed heap back to the OS so that reused buffers count again
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -165,7 +179,7 @@ def _time(fn) -> float:
 TA_SCRIPT = (
     MAKE_INPUTS
     + """
-import json, sys, time
+import ctypes, json, sys, time
 import torch, torchaudio.functional as F
 torch.set_num_threads(int(sys.argv[2]))
 def status_kb(field):
@@ -176,6 +190,10 @@ for B, T, U, V, n in json.loads(sys.argv[1]):
     lp, il, tg, tl = make_inputs(B, T, U, V, 0)
     tg = tg.int()
     path0, _ = F.forced_align(lp[:1], tg[:1], blank=0)
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     open("/proc/self/clear_refs", "w").write("5")
     base = status_kb("VmRSS")
     t0 = time.perf_counter()
@@ -257,8 +275,8 @@ def main() -> None:
     )
     head = (
         f"{'T':>5} {'U':>4} {'V':>5} | {'cpp utt/s':>10} {'MiB':>6} | {'numba utt/s':>11} "
-        f"{'MiB':>6} | {'pyloop utt/s':>12} | {'ta utt/s':>9} {'MiB':>6} | {'cpp/py':>7} "
-        f"{'cpp/nb':>6} {'cpp/ta':>6} | {'floor MB':>8} {'%floor':>6}"
+        f"{'MiB':>6} | {'pyloop utt/s':>12} {'MiB':>6} | {'ta utt/s':>9} {'MiB':>6} | "
+        f"{'cpp/py':>7} {'cpp/nb':>6} {'cpp/ta':>6} | {'floor MB':>8} {'%floor':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -277,7 +295,7 @@ def main() -> None:
         ref, _ = ctc_viterbi_align(lp[:1], il[:1], tg[:1], tl[:1])
         assert python_loop_viterbi(lp[0], tg[0]) == ref[0].tolist(), "baseline disagrees"
         loop = functools.partial(_python_loop_batch, lp, tg, n_py)
-        t_py = min(_time(loop) for _ in range(2))
+        t_py, py_mem = measure(loop, 2)
         py_ups = n_py / t_py
         cpp_t, cpp_mem = impls.get("cpp", (float("nan"), float("nan")))
         nb_t, nb_mem = impls["numba"]
@@ -291,7 +309,7 @@ def main() -> None:
         frac = (floor / bw) / cpp_t
         print(
             f"{T:>5} {U:>4} {V:>5} | {cpp_ups:>10.0f} {cpp_mem:>6.2f} | {nb_ups:>11.0f} "
-            f"{nb_mem:>6.2f} | {py_ups:>12.1f} | {ta_ups:>9.0f} {ta_mem:>6.2f} | "
+            f"{nb_mem:>6.2f} | {py_ups:>12.1f} {py_mem:>6.2f} | {ta_ups:>9.0f} {ta_mem:>6.2f} | "
             f"{cpp_ups / py_ups:>6.0f}x {cpp_ups / nb_ups:>5.1f}x {cpp_ups / ta_ups:>5.1f}x | "
             f"{floor / 1e6:>8.1f} {100 * frac:>5.0f}%",
             flush=True,

@@ -50,6 +50,15 @@ def _decide() -> str:
 BACKEND: str = _decide()
 
 
+def has_kernel(op: str, device: torch.device) -> bool:
+    """Whether ``casnat::<op>`` has a compiled kernel for ``device`` (e.g. no CUDA kernel in a
+    CPU-only build); callers run the CPU kernel and move the result back otherwise."""
+    if not HAS_CPP:
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"casnat::{op}", key)
+
+
 def backend() -> str:
     """Return the active alignment implementation: ``"cpp"`` or ``"numba"``.
 

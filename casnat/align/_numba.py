@@ -1,7 +1,10 @@
 """numba kernels of the alignment ops: the fallback when ``casnat._C`` is not built.
 
-They implement exactly the algorithms of ``csrc/cpu/ctc_align_cpu.cpp`` (same float32 operations in
-the same order, same tie rule, same band of states), so both backends return identical tensors.
+They compute the same recursion as ``csrc/cpu/ctc_align_cpu.cpp`` with the same float32 operations
+(one max over the allowed moves, then one addition per state and frame), the same tie rule and the
+same band of states, so both backends return identical tensors (tests/align check it bit for bit).
+The C++ kernel is laid out for speed (blank and label states in separate arrays, vectorized loops,
+prefetching); these are written for clarity.
 Inputs are NumPy arrays (CPU); the wrappers in :mod:`casnat.align.viterbi` and
 :mod:`casnat.align.sampling` convert and validate.
 """

@@ -81,9 +81,14 @@ def sample_alignments(
     ).to(dev)
     log_threshold = math.log(threshold) if threshold > 0 else -math.inf
     if impl == "cpp":
-        return torch.ops.casnat.sample_alignments(
-            log_probs, input_lengths, rand_bits, log_threshold
+        if _backend.has_kernel("sample_alignments", dev):
+            return torch.ops.casnat.sample_alignments(
+                log_probs, input_lengths, rand_bits, log_threshold
+            )
+        out = torch.ops.casnat.sample_alignments(
+            log_probs.cpu(), input_lengths.cpu(), rand_bits.cpu(), log_threshold
         )
+        return out.to(dev)
     from casnat.align import _numba
 
     _numba.sync_threads()

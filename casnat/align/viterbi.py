@@ -75,9 +75,15 @@ def _prepare(
 def _run(log_probs, input_lengths, targets, target_lengths, blank: int, impl: str):
     """Run one implementation (``"cpp"`` or ``"numba"``) on already prepared inputs."""
     if impl == "cpp":
-        return torch.ops.casnat.ctc_viterbi_align(
-            log_probs, input_lengths, targets, target_lengths, blank
+        dev = log_probs.device
+        if _backend.has_kernel("ctc_viterbi_align", dev):
+            return torch.ops.casnat.ctc_viterbi_align(
+                log_probs, input_lengths, targets, target_lengths, blank
+            )
+        alignment, scores = torch.ops.casnat.ctc_viterbi_align(
+            log_probs.cpu(), input_lengths.cpu(), targets.cpu(), target_lengths.cpu(), blank
         )
+        return alignment.to(dev), scores.to(dev)
     from casnat.align import _numba
 
     _numba.sync_threads()

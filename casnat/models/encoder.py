@@ -91,7 +91,7 @@ class ConformerEncoder(nn.Module):
                 f"encoder.inter_ctc_layer={cfg.inter_ctc_layer} must be in 1..{cfg.num_layers}"
             )
         self.cfg = cfg
-        self.subsampling = Conv2dSubsampling4(cfg.input_dim, cfg.d_model)
+        self.subsampling = Conv2dSubsampling4(cfg.input_dim, cfg.d_model, cfg.subsampling_channels)
         self.pos_enc = RelPositionalEncoding(cfg.d_model, cfg.dropout)
         self.layers = nn.ModuleList(
             ConformerBlock(

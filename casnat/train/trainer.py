@@ -128,6 +128,9 @@ def train(
     dev = torch.device(device) if device and info.world_size == 1 else info.device
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    # Denormal floats (tiny activations/gradients once training starts) make CPU arithmetic
+    # 10-100x slower; flushing them to zero costs nothing in accuracy.
+    torch.set_flush_denormal(True)
     exp_dir.mkdir(parents=True, exist_ok=True)
     logger = TrainLogger(exp_dir, rank=info.rank)
     torch.manual_seed(cfg.train.seed)

@@ -209,23 +209,14 @@ def test_errors_name_the_argument(kwargs, match):
 
 
 @pytest.mark.skipif(not _backend.HAS_CPP, reason="casnat._C not built")
-def test_op_fake_registration():
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    with FakeTensorMode():
-        lp = torch.empty(2, 7, 5)
-        ali, sc = torch.ops.casnat.ctc_viterbi_align(
-            lp,
-            torch.empty(2, dtype=torch.long),
-            torch.empty(2, 3, dtype=torch.long),
-            torch.empty(2, dtype=torch.long),
-            0,
-        )
-        assert ali.shape == (2, 7) and sc.shape == (2,)
-        s = torch.ops.casnat.sample_alignments(
-            lp, torch.empty(2, dtype=torch.long), torch.empty(2, 3, 7, dtype=torch.uint8), -0.1
-        )
-        assert s.shape == (2, 4, 7)
+def test_ops_pass_opcheck():
+    """Schema, fake (torch.compile) registration, autograd registration and AOT dispatch."""
+    lp = random_log_probs(2, 10, 6, 0)
+    lens = torch.tensor([10, 7])
+    tg, tl = torch.tensor([[1, 2, 2], [3, 4, -1]]), torch.tensor([3, 2])
+    torch.library.opcheck(torch.ops.casnat.ctc_viterbi_align.default, (lp, lens, tg, tl, 0))
+    bits = torch.randint(0, 2, (2, 3, 10), dtype=torch.uint8)
+    torch.library.opcheck(torch.ops.casnat.sample_alignments.default, (lp, lens, bits, -0.1))
 
 
 _NO_EXT = """
@@ -264,3 +255,19 @@ def test_env_var_forces_numba(monkeypatch):
     finally:
         monkeypatch.delenv("CASNAT_ALIGN_BACKEND")
         importlib.reload(_backend)
+
+
+@pytest.mark.skipif(not _backend.HAS_CPP, reason="casnat._C not built")
+def test_cpp_equals_numba_large_vocab_long_targets():
+    """V > 1024 takes the per-label prefetch path of the C++ kernel; U = 60 spans many vectors."""
+    g = torch.Generator().manual_seed(11)
+    lp = torch.log_softmax(2 * torch.randn(3, 150, 2000, generator=g), -1)
+    tg = torch.randint(1, 2000, (3, 60), generator=g)
+    tg[0, 10:14] = 7  # repeats
+    il, tl = torch.tensor([150, 121, 90]), torch.tensor([60, 45, 60])
+    a_cpp, s_cpp = ctc_viterbi_align(lp, il, tg, tl, impl="cpp")
+    a_nb, s_nb = ctc_viterbi_align(lp, il, tg, tl, impl="numba")
+    assert torch.equal(a_cpp, a_nb) and torch.equal(s_cpp, s_nb)
+    assert torch.isfinite(s_cpp).all()
+    for b in range(3):
+        assert s_cpp[b] == path_score(lp[b], a_cpp[b, : int(il[b])].tolist())

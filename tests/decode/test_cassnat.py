@@ -1,0 +1,112 @@
+"""CASS-NAT decoding: ESA with K = 1 is greedy-alignment CASS-NAT, and a tiny model that overfits a
+handful of utterances decodes them without error in every mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from casnat.config import (
+    ATDecoderConfig,
+    EncoderConfig,
+    LossConfig,
+    ModelConfig,
+    NATDecoderConfig,
+)
+from casnat.decode.cassnat import cassnat_search
+from casnat.decode.runner import MODES, DecodeOptions, check_mode, decode_batch
+from casnat.models.asr import ASRModel
+
+V = 6  # 0 blank, 1 unk, 2..4 units, 5 sos/eos
+ENC = EncoderConfig(
+    d_model=48,
+    num_heads=2,
+    ffn_dim=96,
+    num_layers=2,
+    conv_kernel=5,
+    dropout=0.0,
+    inter_ctc_layer=1,
+    subsampling_channels=8,
+)
+AT = ATDecoderConfig(num_layers=1, num_heads=2, ffn_dim=96, dropout=0.0)
+NAT = NATDecoderConfig(num_sa_layers=1, num_mixed_layers=1, num_heads=2, ffn_dim=96, dropout=0.0)
+UTTS = [[2, 3, 4], [4, 2], [3, 3, 2], [4], [2, 4, 3, 2]]
+
+
+def _synthetic_batch(seed: int = 0):
+    """Each token is a fixed random spectral pattern held for 12 frames, with 8 frames of
+    'silence' between tokens: a toy acoustic task a small model can learn exactly."""
+    g = torch.Generator().manual_seed(seed)
+    patterns = torch.randn(V, 80, generator=g) * 2
+    silence = torch.zeros(80)
+    seqs = []
+    for utt in UTTS:
+        frames = [silence.expand(8, 80)]
+        for tok in utt:
+            frames += [patterns[tok].expand(12, 80), silence.expand(8, 80)]
+        x = torch.cat(frames) + 0.1 * torch.randn(sum(f.shape[0] for f in frames), 80, generator=g)
+        seqs.append(x)
+    lens = torch.tensor([s.shape[0] for s in seqs])
+    feats = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+    tokens = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(u) for u in UTTS], batch_first=True, padding_value=-1
+    )
+    return feats, lens, tokens, torch.tensor([len(u) for u in UTTS])
+
+
+@pytest.fixture(scope="module")
+def overfit_model():
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT, loss=LossConfig(at=1.0)
+    )
+    model = ASRModel(cfg, V)
+    batch = _synthetic_batch()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(200):
+        loss = model(*batch).total
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), batch
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_overfit_model_decodes_training_utterances_exactly(overfit_model, mode):
+    model, (feats, lens, _, _) = overfit_model
+    hyps = decode_batch(model, feats, lens, DecodeOptions(mode=mode, beam=4, num_samples=8))
+    assert [h.tokens for h in hyps] == UTTS
+    for h in hyps:
+        assert len(h.confidences) == len(h.tokens)
+        assert all(0.0 < c <= 1.0 for c in h.confidences)
+        if mode != "at_beam":  # frame timing comes from the CTC alignment
+            assert h.token_starts == sorted(h.token_starts)
+            assert all(s <= e for s, e in zip(h.token_starts, h.token_ends, strict=True))
+
+
+def test_esa_with_one_sample_equals_cassnat(overfit_model):
+    model, (feats, lens, _, _) = overfit_model
+    with torch.no_grad():
+        enc = model.encode(feats, lens)
+        lp = model.ctc(enc.out)
+        greedy = cassnat_search(model, enc.out, enc.lens, lp, num_samples=1)
+        esa1 = cassnat_search(model, enc.out, enc.lens, lp, num_samples=1, ranker="at")
+    assert [h.tokens for h in greedy] == [h.tokens for h in esa1]
+    assert [h.token_starts for h in greedy] == [h.token_starts for h in esa1]
+
+
+def test_esa_is_deterministic_for_a_seed(overfit_model):
+    model, (feats, lens, _, _) = overfit_model
+    opts = DecodeOptions(mode="cassnat_esa", num_samples=6, threshold=1.01, seed=3)
+    a = decode_batch(model, feats, lens, opts)
+    b = decode_batch(model, feats, lens, opts)
+    assert [(h.tokens, h.score) for h in a] == [(h.tokens, h.score) for h in b]
+
+
+def test_mode_needs_its_head():
+    model = ASRModel(ModelConfig(type="ctc", encoder=ENC), V)
+    with pytest.raises(ValueError, match="needs a CASS-NAT decoder"):
+        check_mode(model, "cassnat")
+    with pytest.raises(ValueError, match="needs an AT decoder"):
+        check_mode(model, "at_beam")

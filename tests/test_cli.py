@@ -1,0 +1,139 @@
+"""The ``casnat`` command line end to end: user errors are one line, and prepare -> train ->
+average -> decode -> transcribe works on real speech (a tiny FSDD subset)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from casnat.cli import main
+from casnat.config import save_config
+from casnat.testing import fsdd_dir, tiny_config
+
+
+def _err_lines(capsys) -> list[str]:
+    return [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+
+
+def test_missing_config_file_is_one_line(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "nope.yaml"), "--exp-dir", str(tmp_path)]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "nope.yaml" in err[0]
+
+
+def test_unknown_config_key_is_named(tmp_path, capsys):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("model:\n  encoder:\n    d_modle: 10\n")
+    assert main(["train", "--config", str(conf), "--exp-dir", str(tmp_path / "exp")]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "d_modle" in err[0] and "bad.yaml" in err[0]
+
+
+def test_missing_corpus_path_is_one_line(tmp_path, capsys):
+    assert main(["prepare", "fsdd", str(tmp_path / "no_corpus"), str(tmp_path / "out")]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "no_corpus" in err[0]
+
+
+def test_missing_train_manifest_is_named(tmp_path, capsys):
+    cfg = tiny_config(tmp_path / "nowhere")
+    save_config(cfg, tmp_path / "c.yaml")
+    assert (
+        main(["train", "--config", str(tmp_path / "c.yaml"), "--exp-dir", str(tmp_path / "e")]) == 2
+    )
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "cuts_train.jsonl.gz" in err[0]
+
+
+@pytest.fixture(scope="module")
+def trained_exp(tiny_fsdd, tmp_path_factory):
+    """A tiny CASS-NAT (+AT, +CTC) model trained for a few steps through the CLI."""
+    tmp = tmp_path_factory.mktemp("cli")
+    conf = tmp / "conf.yaml"
+    save_config(tiny_config(tiny_fsdd, "cassnat", max_steps=6, max_epochs=2), conf)
+    exp = tmp / "exp"
+    assert main(["train", "--config", str(conf), "--exp-dir", str(exp), "--device", "cpu"]) == 0
+    assert main(["average", "--exp-dir", str(exp), "--last", "2"]) == 0
+    return exp
+
+
+@pytest.mark.parametrize(
+    "mode", ["ctc_greedy", "ctc_prefix_beam", "at_beam", "cassnat", "cassnat_esa"]
+)
+def test_decode_every_mode_writes_report(trained_exp, tiny_fsdd, tmp_path, mode):
+    out = tmp_path / "dec"
+    rc = main(
+        [
+            "decode",
+            "--exp-dir",
+            str(trained_exp),
+            "--cuts",
+            str(tiny_fsdd / "cuts_test.jsonl.gz"),
+            "--mode",
+            mode,
+            "--out-dir",
+            str(out),
+            "--num-samples",
+            "4",
+            "--beam",
+            "3",
+        ]
+    )
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["utterances"] == 6 and 0.0 <= summary["wer"] and summary["rtf"] > 0
+    for name in ("hyp.txt", "ref.txt", "errors.txt", "wer.txt"):
+        assert (out / name).is_file()
+    refs = (out / "ref.txt").read_text().splitlines()
+    assert len(refs) == 6 and all(len(r.split()) >= 2 for r in refs)
+
+
+def test_transcribe_skips_broken_file_and_keeps_the_rest(trained_exp, tmp_path, capsys):
+    src = sorted((fsdd_dir() / "recordings").glob("3_theo_*.wav"))[:2]
+    good = [tmp_path / p.name for p in src]
+    for s, d in zip(src, good, strict=True):
+        shutil.copy(s, d)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00garbage")
+    out = tmp_path / "out.txt"
+    rc = main(
+        [
+            "transcribe",
+            "--exp-dir",
+            str(trained_exp),
+            "--output",
+            str(out),
+            "--timestamps",
+            "--mode",
+            "cassnat",
+            str(good[0]),
+            str(broken),
+            str(good[1]),
+        ]
+    )
+    assert rc == 1  # one file failed
+    captured = capsys.readouterr()
+    assert "broken.wav" in captured.err
+    lines = out.read_text().splitlines()
+    assert [ln.split()[0] for ln in lines] == [good[0].stem, good[1].stem]
+
+
+def test_report_collects_results(trained_exp, tiny_fsdd, capsys):
+    main(
+        [
+            "decode",
+            "--exp-dir",
+            str(trained_exp),
+            "--cuts",
+            str(tiny_fsdd / "cuts_test.jsonl.gz"),
+            "--out-dir",
+            str(trained_exp / "decode_test_ctc_greedy"),
+        ]
+    )
+    capsys.readouterr()
+    out = Path(trained_exp) / "RESULTS.md"
+    assert main(["report", str(trained_exp), "--out", str(out)]) == 0
+    assert "test_ctc_greedy" in out.read_text()
