@@ -6,6 +6,8 @@ share this code: the only differences are the sampler shard (rank, world size) a
 Resumability: a step checkpoint holds model, optimizer, scheduler, grad scaler, sampler state,
 epoch, step and RNG states, and is written atomically; ``resume=True`` continues from the newest
 one with the same data order (lhotse samplers restore their position from their state dict).
+The resume is exact with ``data.num_workers: 0``; with workers the DataLoader has already drawn
+up to ``2 * num_workers`` batches beyond the checkpoint, and those are skipped on resume.
 """
 
 from __future__ import annotations

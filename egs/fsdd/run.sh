@@ -5,7 +5,7 @@
 #   ./run.sh --stage 3 --stop-stage 4 /path/to/fsdd
 #   ./run.sh --model ctc /path/to/fsdd           # conf/ctc.yaml -> exp/ctc
 #
-# Stages: 0 manifests, 1 features, 2 train, 3 average, 4 decode, 5 results table.
+# Stages: 0 manifests, 1 features, 2 train, 3 average, 4 decode, 5 speed benchmark + RESULTS.md.
 # Each finished stage leaves a .done marker, so re-running skips it (delete the marker to redo).
 set -euo pipefail
 
@@ -14,6 +14,7 @@ stop_stage=100
 model=cassnat          # conf/$model.yaml
 avg=5                  # average the last N epoch checkpoints
 modes="ctc_greedy at_beam cassnat cassnat_esa"
+bench_threads=2
 nj=2
 num_train=2000
 
@@ -66,6 +67,24 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  echo "stage 5: results"
-  casnat report $exp
+  echo "stage 5: speed + accuracy of every mode side by side (batch 1 and batched), RESULTS.md"
+  for part in test test_isolated; do
+    python ../../tools/bench_decode.py --exp-dir $exp --checkpoint $exp/avg-$avg.pt \
+      --cuts data/fbank/cuts_$part.jsonl.gz --modes $modes --num-threads $bench_threads \
+      --profile --out $exp/bench_$part.md 2>&1 | tee $exp/bench_$part.log
+  done
+  {
+    echo "# fsdd: $model ($(date -u +%Y-%m-%d), $(nproc) CPU cores, torch threads $bench_threads)"
+    echo
+    echo '## WER per test set and mode (`casnat decode`, stage 4)'
+    echo
+    casnat report $exp
+    for part in test test_isolated; do
+      echo
+      echo "## $part: WER and decoding speed, measured side by side on one model (tools/bench_decode.py)"
+      echo
+      cat $exp/bench_$part.md
+    done
+  } > RESULTS.md.tmp && mv RESULTS.md.tmp RESULTS.md
+  cat RESULTS.md
 fi

@@ -8,7 +8,8 @@
 #   ./run.sh --num-train 6000 /path/to/text         # a bigger corpus
 #   ./run.sh --stage 4 --model ctc /path/to/text
 #
-# Stages: 0 synthesize + manifests, 1 features, 2 train, 3 average, 4 decode, 5 results table.
+# Stages: 0 synthesize + manifests, 1 features, 2 train, 3 average, 4 decode,
+# 5 speed benchmark + RESULTS.md.
 set -euo pipefail
 
 stage=0
@@ -16,6 +17,7 @@ stop_stage=100
 model=cassnat
 avg=5
 modes="ctc_greedy at_beam cassnat cassnat_esa"
+bench_threads=2
 nj=2
 num_train=1500
 num_dev=100
@@ -68,6 +70,24 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  echo "stage 5: results"
-  casnat report $exp
+  echo "stage 5: speed + accuracy of every mode side by side (batch 1 and batched), RESULTS.md"
+  for part in test; do
+    python ../../tools/bench_decode.py --exp-dir $exp --checkpoint $exp/avg-$avg.pt \
+      --cuts data/fbank/cuts_$part.jsonl.gz --modes $modes --num-threads $bench_threads \
+      --profile --out $exp/bench_$part.md 2>&1 | tee $exp/bench_$part.log
+  done
+  {
+    echo "# synth_en: $model ($(date -u +%Y-%m-%d), $(nproc) CPU cores, torch threads $bench_threads)"
+    echo
+    echo '## WER per test set and mode (`casnat decode`, stage 4)'
+    echo
+    casnat report $exp
+    for part in test; do
+      echo
+      echo "## $part: WER and decoding speed, measured side by side on one model (tools/bench_decode.py)"
+      echo
+      cat $exp/bench_$part.md
+    done
+  } > RESULTS.md.tmp && mv RESULTS.md.tmp RESULTS.md
+  cat RESULTS.md
 fi
