@@ -12,7 +12,7 @@ set -euo pipefail
 stage=0
 stop_stage=100
 model=cassnat          # conf/$model.yaml
-avg=5                  # average the last N epoch checkpoints
+avg=3                  # average the last N epoch checkpoints (training runs ~7 epochs)
 modes="ctc_greedy at_beam cassnat cassnat_esa"
 bench_threads=2
 nj=2

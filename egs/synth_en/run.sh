@@ -47,6 +47,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ ! -f data/fbank/.done ]; then
   for part in dev test; do
     casnat features --cuts data/manifests/cuts_$part.jsonl.gz --out-dir data/fbank --num-jobs $nj
   done
+  python local/split_by_voice.py data/fbank/cuts_test.jsonl.gz   # test_seen / test_unseen voices
   touch data/fbank/.done
 fi
 
@@ -63,9 +64,11 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "stage 4: decode"
-  for mode in $modes; do
-    casnat decode --exp-dir $exp --checkpoint $exp/avg-$avg.pt --cuts data/fbank/cuts_test.jsonl.gz \
-      --mode $mode --out-dir $exp/decode_test_${mode}
+  for part in test test_seen test_unseen; do
+    for mode in $modes; do
+      casnat decode --exp-dir $exp --checkpoint $exp/avg-$avg.pt --cuts data/fbank/cuts_$part.jsonl.gz \
+        --mode $mode --out-dir $exp/decode_${part}_${mode}
+    done
   done
 fi
 
