@@ -98,7 +98,9 @@ class TrainLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
         root = logging.getLogger("casnat")
         for h in self._handlers:
             root.removeHandler(h)
             h.close()
+        self._handlers.clear()

@@ -135,6 +135,22 @@ def train(
     torch.set_flush_denormal(True)
     exp_dir.mkdir(parents=True, exist_ok=True)
     logger = TrainLogger(exp_dir, rank=info.rank)
+    try:
+        return _train(cfg, exp_dir, resume, dev, info, logger, dump_batch_ids)
+    finally:
+        logger.close()  # also on errors: no log handler outlives the run
+        cleanup()
+
+
+def _train(
+    cfg: ExperimentConfig,
+    exp_dir: Path,
+    resume: bool,
+    dev: torch.device,
+    info: DistInfo,
+    logger: TrainLogger,
+    dump_batch_ids: bool,
+) -> TrainSummary:
     torch.manual_seed(cfg.train.seed)
     if info.is_main:
         save_config(cfg, exp_dir / "config.yaml")
@@ -294,10 +310,8 @@ def train(
         f"training finished: {state.step} steps, {state.epoch} epochs, {minutes:.1f} min, "
         f"skipped audio files: {getattr(train_dataset, 'num_skipped', 0)}"
     )
-    logger.close()
     if info.world_size > 1:
         dist.barrier()
-    cleanup()
     return TrainSummary(state.step, state.epoch, minutes, valid_loss, exp_dir)
 
 

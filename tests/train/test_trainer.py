@@ -17,7 +17,7 @@ def _batches(exp: Path) -> list[str]:
 
 
 def test_train_writes_logs_checkpoints_and_tokenizer(tiny_fsdd, tmp_path):
-    cfg = tiny_config(tiny_fsdd, max_steps=4)
+    cfg = tiny_config(tiny_fsdd, max_steps=4, max_epochs=5)
     summary = train(cfg, tmp_path / "exp", device="cpu")
     exp = tmp_path / "exp"
     assert summary.steps == 4
