@@ -202,9 +202,4 @@ class ASRModel(nn.Module):
         return ce, inter, int((~ok).sum())
 
 
-def ctc_forward_lengths(feat_lens: Tensor) -> Tensor:
-    """Encoder frame counts for given feature frame counts (conv2d subsampling x4)."""
-    return ((feat_lens - 1) // 2 - 1) // 2
-
-
-__all__ = ["ASRModel", "Losses", "label_smoothing_loss", "make_pad_mask", "ctc_forward_lengths"]
+__all__ = ["ASRModel", "Losses", "label_smoothing_loss", "make_pad_mask"]

@@ -350,9 +350,10 @@ def _eta(state: TrainState, tc, t_start: float, deadline: float | None, sampler)
         candidates.append(deadline - time.monotonic())
     if tc.max_steps and state.step:
         candidates.append(elapsed / state.step * (tc.max_steps - state.step))
-    steps_per_epoch = getattr(sampler, "_casnat_steps_per_epoch", None)
+    # Steps per epoch are known once an epoch has finished (lhotse samplers have no length).
+    steps_per_epoch = state.step / state.epoch if state.epoch else None
     if steps_per_epoch and state.step:
-        total = steps_per_epoch * tc.max_epochs / tc.accum_grad
+        total = steps_per_epoch * tc.max_epochs
         candidates.append(elapsed / state.step * max(0.0, total - state.step))
     return min(candidates) if candidates else math.nan
 
