@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,7 +231,7 @@ def _train(
             state.batches_in_epoch += 1
             accum += 1
             sync = accum % tc.accum_grad == 0
-            ctx = ddp_model.no_sync() if (info.world_size > 1 and not sync) else _nullcontext()
+            ctx = ddp_model.no_sync() if (info.world_size > 1 and not sync) else nullcontext()
             with ctx:
                 with _autocast(dev, tc.amp):
                     losses = ddp_model(
@@ -356,11 +357,3 @@ def _eta(state: TrainState, tc, t_start: float, deadline: float | None, sampler)
         total = steps_per_epoch * tc.max_epochs
         candidates.append(elapsed / state.step * max(0.0, total - state.step))
     return min(candidates) if candidates else math.nan
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
