@@ -19,10 +19,20 @@ from setuptools import find_packages, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _read(path: str) -> str:
+    """The file's text, or "" when absent (an sdist without the README still builds)."""
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def _ext_modules() -> tuple[list, dict]:
     if os.environ.get("CASNAT_BUILD_EXT", "1") == "0":
         return [], {}
-    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    sources = sorted(
+        glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp"))
+    )
     if not sources:
         return [], {}
     import torch
@@ -64,7 +74,7 @@ setup(
     name="casnat",
     version="0.1.0",
     description="CASS-NAT: CTC alignment-based single-step non-autoregressive speech recognition",
-    long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
+    long_description=_read(os.path.join(HERE, "README.md")),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",

@@ -145,6 +145,11 @@ class TrainConfig:
     seed: int = 0
     peak_lr: float = 1e-3
     warmup_steps: int = 1000
+    # noam: linear warm-up, then peak * sqrt(warmup / step) (no end point needed).
+    # cosine: linear warm-up, then a half cosine from peak to peak * min_lr_ratio at max_steps;
+    # for a fixed budget, ending at a small LR gives a better last model than stopping mid-decay.
+    lr_schedule: Literal["noam", "cosine"] = "noam"
+    min_lr_ratio: float = 0.0
     max_epochs: int = 50
     max_steps: int | None = None
     max_minutes: float | None = None  # wall-clock budget; training stops cleanly when spent

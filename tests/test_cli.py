@@ -60,6 +60,48 @@ def trained_exp(tiny_fsdd, tmp_path_factory):
     return exp
 
 
+def test_average_selects_the_count_on_dev(trained_exp, tiny_fsdd, tmp_path, capsys):
+    """--select-on decodes the average of the newest 1..N checkpoints and keeps the n with the
+    fewest dev word errors (ties: the larger n)."""
+    import torch
+
+    from casnat.train.checkpoint import atomic_save, epoch_checkpoints
+
+    exp = tmp_path / "exp"
+    shutil.copytree(trained_exp, exp)
+    # A second, newer epoch checkpoint: the trained weights plus noise, so averaging 1 or 2
+    # gives different models.
+    last = epoch_checkpoints(exp)[-1]
+    state = torch.load(last, weights_only=True)["model"]
+    g = torch.Generator().manual_seed(0)
+    noisy = {k: v + 0.5 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+             for k, v in state.items()}
+    atomic_save({"model": noisy}, exp / "epoch-99.pt")
+    out = tmp_path / "avg-sel.pt"
+    dev = str(tiny_fsdd / "cuts_test.jsonl.gz")
+    rc = main(["average", "--exp-dir", str(exp), "--last", "2", "--out", str(out),
+               "--select-on", dev, "--select-modes", "ctc_greedy", "cassnat"])
+    assert rc == 0
+    rows = [ln.split("|") for ln in capsys.readouterr().out.splitlines()
+            if ln.startswith("| 1 ") or ln.startswith("| 2 ")]
+    totals = {int(r[1]): int(r[-2]) for r in rows}
+    assert sorted(totals) == [1, 2]
+    for r in rows:  # the total is the sum of the per-(set, mode) columns
+        assert int(r[-2]) == int(r[2]) + int(r[3])
+    want = 2 if totals[2] <= totals[1] else 1
+    saved = torch.load(out, weights_only=True)
+    assert saved["averaged"] == [p.name for p in epoch_checkpoints(exp)[-want:]]
+
+
+def test_average_select_on_missing_manifest_is_one_line(trained_exp, tmp_path, capsys):
+    rc = main(["average", "--exp-dir", str(trained_exp), "--last", "2", "--out",
+               str(tmp_path / "a.pt"), "--select-on", str(tmp_path / "no_dev.jsonl.gz")])
+    assert rc == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "no_dev.jsonl.gz" in err[0]
+    assert not (tmp_path / "a.pt").exists()
+
+
 @pytest.mark.parametrize(
     "mode", ["ctc_greedy", "ctc_prefix_beam", "at_beam", "cassnat", "cassnat_esa"]
 )

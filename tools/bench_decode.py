@@ -297,7 +297,8 @@ def run_benchmark(args: argparse.Namespace) -> tuple[str, list[ModeResult]]:
             log.warning("skipping mode %s: %s", mode, e)
     results = []
     for mode in modes:
-        opts = DecodeOptions(mode=mode, beam=args.beam, num_samples=args.num_samples)
+        opts = DecodeOptions(mode=mode, beam=args.beam, num_samples=args.num_samples,
+                             length_penalty=args.length_penalty)
         t1 = time_setting(rec, single, opts, frame_shift)
         tb = time_setting(rec, batched, opts, frame_shift)
         refs = {u.cut_id: u.text for u in utts}
@@ -316,7 +317,8 @@ def run_benchmark(args: argparse.Namespace) -> tuple[str, list[ModeResult]]:
     header = (
         f"Decoding benchmark: {args.exp_dir} ({args.checkpoint or 'default checkpoint'}), "
         f"{len(utts)} utterances ({audio_s:.1f} s of audio) of {args.cuts.name}; device "
-        f"{rec.device}, threads: {threads}; beam {args.beam}, ESA K={args.num_samples}; batched = "
+        f"{rec.device}, threads: {threads}; beam {args.beam} (length penalty "
+        f"{args.length_penalty:g}), ESA K={args.num_samples}; batched = "
         f"<= {args.batch_size} utts and <= {args.max_duration:g} s padded audio per batch, "
         f"{len(batched)} batches; features preloaded, one warm-up batch per setting.\n\n"
     )
@@ -331,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES))
     p.add_argument("--beam", type=int, default=10)
     p.add_argument("--num-samples", type=int, default=16, help="cassnat_esa: K")
+    p.add_argument("--length-penalty", type=float, default=0.0, help="at_beam, as casnat decode")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--max-utts", type=int, default=None, help="first N utterances of --cuts")
     p.add_argument("--batch-size", type=int, default=32, help="max utterances per batch")

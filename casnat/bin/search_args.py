@@ -29,6 +29,12 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         "--ranker", default="auto", choices=("auto", "at", "nat"), help="cassnat_esa ranker"
     )
     p.add_argument("--seed", type=int, default=0, help="cassnat_esa sampling seed")
+    p.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        help="at_beam: rank finished hypotheses by log-prob / (tokens + 1) ** this (0 = raw sum)",
+    )
 
 
 def search_options(args: argparse.Namespace):
@@ -41,6 +47,7 @@ def search_options(args: argparse.Namespace):
         threshold=args.threshold,
         ranker=args.ranker,
         seed=args.seed,
+        length_penalty=args.length_penalty,
     )
 
 

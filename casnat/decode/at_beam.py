@@ -78,6 +78,7 @@ def at_beam_search(
     eos: int,
     max_len: int | Tensor,
     length_penalty: float = 0.0,
+    exact_stop: bool = False,
 ) -> list[list[Hypothesis]]:
     """Beam search over a step-wise AT decoder, batched over utterances and beams.
 
@@ -86,8 +87,12 @@ def at_beam_search(
     ``beam * V`` candidates, excluding eos; an eos candidate whose score ranks within the
     ``beam`` best of all candidates ends a hypothesis, kept in the utterance's finished list.
     An utterance stops when it has ``beam`` finished hypotheses and no live one can still beat
-    the worst of them (scores only fall as a hypothesis grows, so the bound is exact), or when
-    it reaches ``max_len`` tokens, where eos is forced.
+    the worst of them, or when it reaches ``max_len`` tokens, where eos is forced. Without length
+    normalization that bound is exact (raw scores only fall as a hypothesis grows). With it, a
+    longer hypothesis may still climb, so the exact bound has to assume the longest one
+    (``max_len``) and rarely stops early; by default the bound then uses the live hypotheses'
+    current length instead (the usual practice, as in fairseq and Hugging Face), and
+    ``exact_stop=True`` keeps the exact one.
 
     Args:
         decoder: object with the ``step`` contract (e.g. ``ATDecoder``).
@@ -98,6 +103,7 @@ def at_beam_search(
         eos: end symbol id (removed from the returned tokens).
         max_len: maximum number of output tokens (excluding eos), an int or ``(N,)`` tensor.
         length_penalty: exponent of the length normalization (0 = sum of log-probs).
+        exact_stop: with ``length_penalty > 0``, stop only when no live hypothesis can win.
 
     Returns:
         Per utterance, 1 to ``beam`` hypotheses sorted by score, best first.
@@ -172,9 +178,11 @@ def at_beam_search(
             if max_lens[u] <= step or best_live[i] == _NEG_INF:
                 continue
             if len(fin) == beam:
-                # Best score any live hypothesis can still reach: raw scores only fall, and
-                # the normalizing length is at most max_len + 1.
-                bound = _norm(best_live[i], max_lens[u], length_penalty)
+                # Best score a live hypothesis can still reach: raw scores only fall, and the
+                # normalizing length is at most max_len + 1 (exact) or, heuristically, the
+                # live hypotheses' length now (step + 1 tokens) plus eos.
+                n_tok = max_lens[u] if exact_stop else step + 1
+                bound = _norm(best_live[i], n_tok, length_penalty)
                 if fin[-1].score >= bound:
                     continue
             keep.append(i)

@@ -54,7 +54,7 @@ def nat_decode_paths(
     tae_mask = pos <= segs.token_lens.unsqueeze(1)
     enc_mask = make_pad_mask(enc_lens, t)
     tae = model.tae(enc_out, segs.trigger_mask)
-    out = model.nat_decoder(tae, tae_mask, enc_out, enc_mask)
+    out = model.nat_decoder(tae, tae_mask, enc_out, enc_mask, with_inter=False)
     logp, tok = out.log_probs.max(dim=-1)  # (R, U+1)
     eos_logp = out.log_probs[torch.arange(r, device=enc_out.device), segs.token_lens, model.eos_id]
     u = u1 - 1
@@ -70,6 +70,21 @@ def nat_decode_paths(
     )
 
 
+def _unique_rows(keys: Tensor) -> tuple[Tensor, Tensor]:
+    """First index of each distinct row of ``keys (R, L)`` and, per row, its distinct row's slot.
+
+    ESA samples repeat: every frame above the threshold keeps its argmax, so once a model is
+    confident most of the K paths per utterance coincide. Identical paths give identical NAT
+    outputs and identical hypotheses give identical ranker scores, so each is computed once.
+    """
+    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    n = int(inverse.max()) + 1 if inverse.numel() else 0
+    rows = torch.arange(keys.size(0), device=keys.device)
+    first = torch.full((n,), keys.size(0), dtype=torch.long, device=keys.device)
+    first = first.scatter_reduce(0, inverse, rows, reduce="amin")
+    return first, inverse
+
+
 @torch.no_grad()
 def cassnat_search(
     model: ASRModel,
@@ -80,31 +95,62 @@ def cassnat_search(
     threshold: float = 0.9,
     ranker: Literal["auto", "at", "nat"] = "auto",
     generator: torch.Generator | None = None,
+    dedup: bool = True,
 ) -> list[Hypothesis]:
-    """Best hypothesis per utterance. ``num_samples=1`` is greedy-alignment CASS-NAT; >1 is ESA."""
+    """Best hypothesis per utterance. ``num_samples=1`` is greedy-alignment CASS-NAT; >1 is ESA.
+
+    With ``dedup`` (the default) ESA decodes each distinct sampled path once and ranks each
+    distinct hypothesis once; the result is the same as without it (ties go to the lowest sample
+    index either way, so sample 0, the greedy path, wins a tie).
+    """
     b, t, d = enc_out.shape
     k = num_samples
     paths = sample_alignments(
         ctc_log_probs, enc_lens, num_samples=k, threshold=threshold, generator=generator
     )  # (B, K, T)
     flat = paths.reshape(b * k, t)
-    lens_k = enc_lens.repeat_interleave(k)
-    enc_k = enc_out.repeat_interleave(k, dim=0) if k > 1 else enc_out
-    res = nat_decode_paths(model, enc_k, lens_k, flat)
-    n_tok = res.token_lens.clamp(min=0)
-    if k == 1:
-        scores = (res.token_logp.sum(1) + res.eos_logp) / (n_tok + 1)
+    utt = torch.arange(b, device=enc_out.device).repeat_interleave(k)  # (B*K,) utterance of a row
+    if k > 1 and dedup:
+        # Unique (utterance, path) rows; ``inv`` maps every sample to its decoded row.
+        first, inv = _unique_rows(torch.cat([utt.unsqueeze(1), flat], dim=1))
+        rows_utt = utt.index_select(0, first)
+        res = nat_decode_paths(
+            model, enc_out.index_select(0, rows_utt), enc_lens.index_select(0, rows_utt),
+            flat.index_select(0, first),
+        )
     else:
-        use_at = ranker == "at" or (ranker == "auto" and model.at_decoder is not None)
-        if use_at:
-            if model.at_decoder is None:
-                raise ValueError("ranker='at' but the model has no AT decoder")
-            scores = model.at_decoder.score(res.tokens, n_tok, enc_k, make_pad_mask(lens_k, t))
+        inv = torch.arange(b * k, device=enc_out.device)
+        rows_utt = utt
+        enc_k = enc_out.repeat_interleave(k, dim=0) if k > 1 else enc_out
+        res = nat_decode_paths(model, enc_k, enc_lens.index_select(0, utt), flat)
+    n_tok = res.token_lens.clamp(min=0)
+    use_at = k > 1 and (ranker == "at" or (ranker == "auto" and model.at_decoder is not None))
+    if use_at:
+        if model.at_decoder is None:
+            raise ValueError("ranker='at' but the model has no AT decoder")
+        if dedup:  # rank each distinct (utterance, token sequence) once
+            key = torch.cat([rows_utt.unsqueeze(1), n_tok.unsqueeze(1), res.tokens], dim=1)
+            hyp_first, hyp_inv = _unique_rows(key)
+            h_utt = rows_utt.index_select(0, hyp_first)
+            lens_h = enc_lens.index_select(0, h_utt)
+            h_scores = model.at_decoder.score(
+                res.tokens.index_select(0, hyp_first), n_tok.index_select(0, hyp_first),
+                enc_out.index_select(0, h_utt), make_pad_mask(lens_h, t),
+            )
+            row_scores = h_scores.index_select(0, hyp_inv)
         else:
-            scores = (res.token_logp.sum(1) + res.eos_logp) / (n_tok + 1)
+            lens_r = enc_lens.index_select(0, rows_utt)
+            row_scores = model.at_decoder.score(
+                res.tokens, n_tok, enc_out.index_select(0, rows_utt), make_pad_mask(lens_r, t)
+            )
+    else:
+        row_scores = (res.token_logp.sum(1) + res.eos_logp) / (n_tok + 1)
+    scores = row_scores.index_select(0, inv)  # (B*K,) per sample
     best = scores.view(b, k).argmax(dim=1)
-    rows = torch.arange(b, device=enc_out.device) * k + best
-    return [_to_hypothesis(res, int(r), float(scores[r]), model) for r in rows.tolist()]
+    chosen = inv.index_select(0, torch.arange(b, device=enc_out.device) * k + best)
+    return [
+        _to_hypothesis(res, int(r), float(row_scores[r]), model) for r in chosen.tolist()
+    ]
 
 
 def _to_hypothesis(res: NATResult, row: int, score: float, model: ASRModel) -> Hypothesis:

@@ -37,6 +37,9 @@ class DecodeOptions:
     ranker: Literal["auto", "at", "nat"] = "auto"  # cassnat_esa
     seed: int = 0  # cassnat_esa sampling seed (fixed so results are reproducible)
     max_len_ratio: float = 1.0  # at_beam: max output length = ratio * encoder frames
+    # at_beam: finished hypotheses are ranked by sum log-prob / (tokens + 1) ** length_penalty;
+    # 0 ranks by the raw sum, which favours ending early (the AT's usual deletion error).
+    length_penalty: float = 0.0
 
 
 def check_mode(model: ASRModel, mode: str) -> None:
@@ -81,6 +84,7 @@ def decode_batch(
             sos=model.sos_id,
             eos=model.eos_id,
             max_len=max_len,
+            length_penalty=opts.length_penalty,
         )
         return [nb[0] for nb in nbest]
     gen = None

@@ -119,7 +119,12 @@ class NATDecoder(nn.Module):
         return torch.log_softmax(self.output(x).float(), dim=-1)
 
     def forward(
-        self, tae: Tensor, tae_mask: Tensor, enc_out: Tensor, enc_mask: Tensor
+        self,
+        tae: Tensor,
+        tae_mask: Tensor,
+        enc_out: Tensor,
+        enc_mask: Tensor,
+        with_inter: bool = True,
     ) -> NATOutput:
         """Decode all positions at once.
 
@@ -127,6 +132,8 @@ class NATDecoder(nn.Module):
             tae: (N, U+1, D) from ``TAEExtractor``.
             tae_mask: (N, U+1) bool, True = real position (tokens and eos).
             enc_out: (N, T, D); enc_mask (N, T) bool.
+            with_inter: also project the first mixed block's output (the InterCE loss needs it;
+                decoding does not, so it skips that vocabulary projection).
 
         Returns:
             NATOutput(log_probs (N, U+1, V), inter_log_probs (N, U+1, V) | None).
@@ -137,6 +144,6 @@ class NATDecoder(nn.Module):
         inter = None
         for i, layer in enumerate(self.mixed_layers):
             x = layer(x, tae_mask, enc_out, enc_mask)
-            if i == 0 and len(self.mixed_layers) > 1:
+            if with_inter and i == 0 and len(self.mixed_layers) > 1:
                 inter = self._project(x)
         return NATOutput(log_probs=self._project(x), inter_log_probs=inter)

@@ -84,12 +84,15 @@ class TrainLogger:
             self.writer.add_scalar("train/frames_per_s", frames_per_s, state.step)
             self.writer.add_scalar("train/grad_norm", grad_norm, state.step)
 
-    def log_epoch(self, state, valid_loss: float, minutes: float) -> None:
+    def log_epoch(self, state, valid_loss: float, minutes: float, complete: bool = True) -> None:
+        """One line per finished epoch, or for the budget stop part-way into one (``complete``
+        False: that state goes to a step checkpoint only, not to an epoch-N.pt)."""
         if self.rank != 0:
             return
+        what = (f"epoch {state.epoch} done" if complete
+                else f"budget reached in epoch {state.epoch + 1}")
         log.info(
-            f"epoch {state.epoch} done: step {state.step} valid_loss={valid_loss:.4f} "
-            f"elapsed={minutes:.1f} min"
+            f"{what}: step {state.step} valid_loss={valid_loss:.4f} elapsed={minutes:.1f} min"
         )
         if self.writer is not None and not math.isnan(valid_loss):
             self.writer.add_scalar("valid/loss", valid_loss, state.step)

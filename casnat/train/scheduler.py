@@ -1,10 +1,15 @@
-"""Noam learning-rate schedule, set by its peak LR (clearer than a d_model**-0.5 factor).
+"""Learning-rate schedules, set by their peak LR (clearer than a d_model**-0.5 factor).
 
-lr(step) = peak_lr * min(step / warmup, sqrt(warmup / step)), step counted from 1.
+noam:   lr(step) = peak_lr * min(step / warmup, sqrt(warmup / step)), step counted from 1.
+cosine: linear warm-up to peak_lr, then a half cosine down to peak_lr * min_ratio at max_steps
+        (held there after). Made for fixed budgets: training ends at a small LR.
 
 >>> f = noam_factor(warmup_steps=100)
 >>> round(f(100), 3), round(f(400), 3)
 (1.0, 0.5)
+>>> g = cosine_factor(warmup_steps=100, max_steps=300)
+>>> round(g(50), 3), round(g(100), 3), round(g(200), 3), round(g(300), 3), round(g(900), 3)
+(0.5, 1.0, 0.5, 0.0, 0.0)
 """
 
 from __future__ import annotations
@@ -25,9 +30,38 @@ def noam_factor(warmup_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def make_noam_scheduler(
-    optimizer: torch.optim.Optimizer, warmup_steps: int
+def cosine_factor(
+    warmup_steps: int, max_steps: int, min_ratio: float = 0.0
+) -> Callable[[int], float]:
+    warmup = max(1, warmup_steps)
+    if max_steps <= warmup:
+        raise ValueError(f"cosine schedule: max_steps ({max_steps}) must exceed warmup_steps "
+                         f"({warmup_steps})")
+
+    def factor(step: int) -> float:
+        s = max(1, step)
+        if s <= warmup:
+            return s / warmup
+        frac = min(1.0, (s - warmup) / (max_steps - warmup))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return factor
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    kind: str,
+    warmup_steps: int,
+    max_steps: int | None = None,
+    min_ratio: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR whose factor multiplies each group's initial lr (set that to the peak LR)."""
-    f = noam_factor(warmup_steps)
+    if kind == "noam":
+        f = noam_factor(warmup_steps)
+    elif kind == "cosine":
+        if not max_steps:
+            raise ValueError("train.lr_schedule 'cosine' needs train.max_steps (where it ends)")
+        f = cosine_factor(warmup_steps, max_steps, min_ratio)
+    else:
+        raise ValueError(f"unknown train.lr_schedule '{kind}' (noam or cosine)")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch_step: f(epoch_step + 1))

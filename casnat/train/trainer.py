@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from casnat.config import ExperimentConfig, save_config
+from casnat.config import ConfigError, ExperimentConfig, save_config
 from casnat.models.asr import ASRModel
 from casnat.nn import count_parameters
 from casnat.train.checkpoint import (
@@ -36,7 +36,7 @@ from casnat.train.checkpoint import (
 from casnat.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from casnat.train.experiment import prepare_experiment
 from casnat.train.logger import TrainLogger
-from casnat.train.scheduler import make_noam_scheduler
+from casnat.train.scheduler import make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,13 @@ def _train(
     )
     model.to(dev)
     optimizer = _make_optimizer(model, cfg)
-    scheduler = make_noam_scheduler(optimizer, cfg.train.warmup_steps)
+    tc = cfg.train
+    try:
+        scheduler = make_scheduler(
+            optimizer, tc.lr_schedule, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and dev.type == "cuda")
     state = TrainState()
 
@@ -206,7 +212,6 @@ def _train(
         )
 
     # 4. The loop.
-    tc = cfg.train
     t_start = time.monotonic()
     deadline = t_start + tc.max_minutes * 60 if tc.max_minutes else None
     batch_log = (exp_dir / f"batches.rank{info.rank}.txt").open("a") if dump_batch_ids else None
@@ -289,7 +294,9 @@ def _train(
         if epoch_done:
             state.epoch += 1
             state.batches_in_epoch = 0
-        logger.log_epoch(state, valid_loss, minutes=(time.monotonic() - t_start) / 60)
+        logger.log_epoch(
+            state, valid_loss, minutes=(time.monotonic() - t_start) / 60, complete=epoch_done
+        )
         ck = _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state)
         if info.is_main:
             if epoch_done:

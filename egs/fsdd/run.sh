@@ -5,14 +5,15 @@
 #   ./run.sh --stage 3 --stop-stage 4 /path/to/fsdd
 #   ./run.sh --model ctc /path/to/fsdd           # conf/ctc.yaml -> exp/ctc
 #
-# Stages: 0 manifests, 1 features, 2 train, 3 average, 4 decode, 5 speed benchmark + RESULTS.md.
+# Stages: 0 manifests, 1 features, 2 train, 3 average (how many checkpoints: chosen on dev),
+# 4 decode, 5 speed benchmark + RESULTS.md.
 # Each finished stage leaves a .done marker, so re-running skips it (delete the marker to redo).
 set -euo pipefail
 
 stage=0
 stop_stage=100
 model=cassnat          # conf/$model.yaml
-avg=3                  # average the last N epoch checkpoints (training runs ~7 epochs)
+avg=5                  # average up to the last N epoch checkpoints; stage 3 picks how many on dev
 modes="ctc_greedy at_beam cassnat cassnat_esa"
 bench_threads=2
 nj=2
@@ -39,7 +40,7 @@ fi
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ ! -f data/fbank/.done ]; then
   echo "stage 1: 80-dim fbank (train with speed perturbation 0.9/1.0/1.1)"
   casnat features --cuts data/manifests/cuts_train.jsonl.gz --out-dir data/fbank --speed-perturb --num-jobs $nj
-  for part in dev test test_isolated; do
+  for part in dev dev_isolated test test_isolated; do
     casnat features --cuts data/manifests/cuts_$part.jsonl.gz --out-dir data/fbank --num-jobs $nj
   done
   touch data/fbank/.done
@@ -52,15 +53,21 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -f $exp/.train.done ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  echo "stage 3: average the last $avg epoch checkpoints"
-  casnat average --exp-dir $exp --last $avg --out $exp/avg-$avg.pt
+  # How many checkpoints to average is chosen on held-out clips (connected dev and the same
+  # clips in isolation), never on test.
+  echo "stage 3: average the newest n <= $avg epoch checkpoints, n chosen on dev"
+  select_modes=ctc_greedy
+  [ "$model" = cassnat ] && select_modes="ctc_greedy cassnat"
+  casnat average --exp-dir $exp --last $avg --out $exp/avg-dev.pt \
+    --select-on data/fbank/cuts_dev.jsonl.gz data/fbank/cuts_dev_isolated.jsonl.gz \
+    --select-modes $select_modes | tee $exp/avg_select.txt
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "stage 4: decode"
   for part in test test_isolated; do
     for mode in $modes; do
-      casnat decode --exp-dir $exp --checkpoint $exp/avg-$avg.pt --cuts data/fbank/cuts_$part.jsonl.gz \
+      casnat decode --exp-dir $exp --checkpoint $exp/avg-dev.pt --cuts data/fbank/cuts_$part.jsonl.gz \
         --mode $mode --out-dir $exp/decode_${part}_${mode}
     done
   done
@@ -69,7 +76,7 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "stage 5: speed + accuracy of every mode side by side (batch 1 and batched), RESULTS.md"
   for part in test test_isolated; do
-    python ../../tools/bench_decode.py --exp-dir $exp --checkpoint $exp/avg-$avg.pt \
+    python ../../tools/bench_decode.py --exp-dir $exp --checkpoint $exp/avg-dev.pt \
       --cuts data/fbank/cuts_$part.jsonl.gz --modes $modes --num-threads $bench_threads \
       --profile --out $exp/bench_$part.md 2>&1 | tee $exp/bench_$part.log
   done
@@ -79,6 +86,10 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     echo '## WER per test set and mode (`casnat decode`, stage 4)'
     echo
     casnat report $exp
+    echo
+    echo '## Checkpoint averaging, chosen on dev (stage 3: word errors per dev set and mode)'
+    echo
+    cat $exp/avg_select.txt
     for part in test test_isolated; do
       echo
       echo "## $part: WER and decoding speed, measured side by side on one model (tools/bench_decode.py)"

@@ -8,14 +8,14 @@
 #   ./run.sh --num-train 6000 /path/to/text         # a bigger corpus
 #   ./run.sh --stage 4 --model ctc /path/to/text
 #
-# Stages: 0 synthesize + manifests, 1 features, 2 train, 3 average, 4 decode,
-# 5 speed benchmark + RESULTS.md.
+# Stages: 0 synthesize + manifests, 1 features, 2 train, 3 average (how many checkpoints: chosen
+# on dev), 4 decode, 5 speed benchmark + RESULTS.md.
 set -euo pipefail
 
 stage=0
 stop_stage=100
 model=cassnat
-avg=5
+avg=5                  # average up to the last N epoch checkpoints; stage 3 picks how many on dev
 modes="ctc_greedy at_beam cassnat cassnat_esa"
 bench_threads=2
 nj=2
@@ -58,15 +58,18 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -f $exp/.train.done ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  echo "stage 3: average the last $avg epoch checkpoints"
-  casnat average --exp-dir $exp --last $avg --out $exp/avg-$avg.pt
+  echo "stage 3: average the newest n <= $avg epoch checkpoints, n chosen on dev"
+  select_modes=ctc_greedy
+  [ "$model" = cassnat ] && select_modes="ctc_greedy cassnat"
+  casnat average --exp-dir $exp --last $avg --out $exp/avg-dev.pt \
+    --select-on data/fbank/cuts_dev.jsonl.gz --select-modes $select_modes | tee $exp/avg_select.txt
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "stage 4: decode"
   for part in test test_seen test_unseen; do
     for mode in $modes; do
-      casnat decode --exp-dir $exp --checkpoint $exp/avg-$avg.pt --cuts data/fbank/cuts_$part.jsonl.gz \
+      casnat decode --exp-dir $exp --checkpoint $exp/avg-dev.pt --cuts data/fbank/cuts_$part.jsonl.gz \
         --mode $mode --out-dir $exp/decode_${part}_${mode}
     done
   done
@@ -75,7 +78,7 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "stage 5: speed + accuracy of every mode side by side (batch 1 and batched), RESULTS.md"
   for part in test; do
-    python ../../tools/bench_decode.py --exp-dir $exp --checkpoint $exp/avg-$avg.pt \
+    python ../../tools/bench_decode.py --exp-dir $exp --checkpoint $exp/avg-dev.pt \
       --cuts data/fbank/cuts_$part.jsonl.gz --modes $modes --num-threads $bench_threads \
       --profile --out $exp/bench_$part.md 2>&1 | tee $exp/bench_$part.log
   done
@@ -85,6 +88,10 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     echo '## WER per test set and mode (`casnat decode`, stage 4)'
     echo
     casnat report $exp
+    echo
+    echo '## Checkpoint averaging, chosen on dev (stage 3: word errors per dev set and mode)'
+    echo
+    cat $exp/avg_select.txt
     for part in test; do
       echo
       echo "## $part: WER and decoding speed, measured side by side on one model (tools/bench_decode.py)"

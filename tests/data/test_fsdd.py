@@ -21,6 +21,12 @@ def test_fsdd_split_rule(tmp_path: Path) -> None:
     assert all(_index(c) <= 4 for c in clips["test"] | clips["test_isolated"])
     assert all(5 <= _index(c) <= 49 for c in clips["train"] | clips["dev"])
     assert not clips["train"] & clips["dev"]
+    # dev_isolated: every held-out dev clip (the connected dev set draws from them), one digit each
+    assert clips["dev"] <= clips["dev_isolated"]
+    assert all(5 <= _index(c) <= 49 for c in clips["dev_isolated"])
+    assert not clips["dev_isolated"] & clips["train"]
+    assert len(cuts["dev_isolated"]) == 2 * 10 * 4  # round(0.1 * 45) clips per speaker and digit
+    assert all(len(c.supervisions[0].text.split()) == 1 for c in cuts["dev_isolated"])
     assert len(cuts["test_isolated"]) == 100  # 2 speakers x 10 digits x 5 indices
     assert [len(cuts[k]) for k in ("train", "dev", "test")] == [30, 10, 8]
     for cut in cuts["train"]:

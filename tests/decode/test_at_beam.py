@@ -143,13 +143,42 @@ def test_large_beam_matches_brute_force(length_penalty: float) -> None:
     mem, mask = _memory(1, 4, seed=6)
     exact = _brute_force(dec, mem, mask, max_len=3, length_penalty=length_penalty)  # 40 seqs
     nbest = at_beam_search(dec, mem, mask, beam=len(exact), sos=SOS, eos=EOS, max_len=3,
-                           length_penalty=length_penalty)[0]
+                           length_penalty=length_penalty, exact_stop=True)[0]
     assert [h.tokens for h in nbest] == [seq for _, seq in exact]
     assert [h.score for h in nbest] == pytest.approx([s for s, _ in exact], abs=1e-5)
     # A modest beam still finds the best sequence here.
     top = at_beam_search(dec, mem, mask, beam=4, sos=SOS, eos=EOS, max_len=3,
-                         length_penalty=length_penalty)[0][0]
+                         length_penalty=length_penalty, exact_stop=True)[0][0]
     assert top.tokens == exact[0][1]
+
+
+def test_length_normalized_search_stops_before_max_len_by_default() -> None:
+    """With length normalization the exact stopping bound must assume max_len tokens, so it keeps
+    stepping long after the beam has finished; the default bound (current length) stops soon."""
+
+    class EndsAfterThree(FakeDecoder):
+        """eos becomes likely once three tokens are out, as a trained AT's would."""
+
+        calls = 0
+
+        def step(self, ys_prefix, memory, memory_mask, cache):
+            type(self).calls += 1
+            logp, new_cache = super().step(ys_prefix, memory, memory_mask, cache)
+            if ys_prefix.shape[1] > 3:
+                logp = logp.clone()
+                logp[:, EOS] += 12.0
+                logp = logp.log_softmax(-1)
+            return logp, new_cache
+
+    steps = {}
+    for exact in (True, False):
+        EndsAfterThree.calls = 0
+        dec = EndsAfterThree(V, seed=6, scale=1.0)
+        mem, mask = _memory(1, 4, seed=6)
+        at_beam_search(dec, mem, mask, beam=2, sos=SOS, eos=EOS, max_len=30,
+                       length_penalty=1.0, exact_stop=exact)
+        steps[exact] = EndsAfterThree.calls
+    assert steps[False] <= 6 < steps[True]
 
 
 def test_max_len_zero_forces_eos() -> None:

@@ -110,3 +110,58 @@ def test_mode_needs_its_head():
         check_mode(model, "cassnat")
     with pytest.raises(ValueError, match="needs an AT decoder"):
         check_mode(model, "at_beam")
+
+
+def _esa(model, feats, lens, *, dedup: bool, ranker: str, seed: int = 5):
+    with torch.no_grad():
+        enc = model.encode(feats, lens)
+        lp = model.ctc(enc.out)
+        g = torch.Generator().manual_seed(seed)
+        return cassnat_search(
+            model, enc.out, enc.lens, lp, num_samples=8, threshold=1.01, ranker=ranker,
+            generator=g, dedup=dedup,
+        )
+
+
+@pytest.mark.parametrize("ranker", ["at", "nat"])
+@pytest.mark.parametrize("trained", [True, False])
+def test_esa_dedup_gives_the_same_hypotheses(overfit_model, ranker, trained):
+    """Decoding each distinct path (and ranking each distinct hypothesis) once changes nothing.
+    The untrained model makes the K samples disagree, so the row bookkeeping is exercised."""
+    model, (feats, lens, _, _) = overfit_model
+    if not trained:
+        torch.manual_seed(1)
+        cfg = ModelConfig(type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT)
+        model = ASRModel(cfg, V).eval()
+    a = _esa(model, feats, lens, dedup=True, ranker=ranker)
+    b = _esa(model, feats, lens, dedup=False, ranker=ranker)
+    assert [h.tokens for h in a] == [h.tokens for h in b]
+    assert [h.token_starts for h in a] == [h.token_starts for h in b]
+    assert [h.token_ends for h in a] == [h.token_ends for h in b]
+    assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
+
+
+def test_esa_dedup_decodes_each_distinct_path_once(overfit_model):
+    """With threshold 0 no frame is resampled: all K samples are the greedy path, so the NAT
+    decoder and the AT ranker each see one row per utterance, and the result is plain cassnat."""
+    model, (feats, lens, _, _) = overfit_model
+    rows: dict[str, list[int]] = {"nat": [], "at": []}
+    h1 = model.nat_decoder.register_forward_hook(lambda m, a, o: rows["nat"].append(a[0].size(0)))
+    orig_score = model.at_decoder.score
+
+    def score(tokens, *args, **kw):
+        rows["at"].append(tokens.size(0))
+        return orig_score(tokens, *args, **kw)
+
+    model.at_decoder.score = score
+    try:
+        with torch.no_grad():
+            enc = model.encode(feats, lens)
+            lp = model.ctc(enc.out)
+            esa = cassnat_search(model, enc.out, enc.lens, lp, num_samples=16, threshold=0.0)
+            greedy = cassnat_search(model, enc.out, enc.lens, lp, num_samples=1)
+    finally:
+        h1.remove()
+        del model.at_decoder.score
+    assert rows["nat"][0] == len(UTTS) and rows["at"] == [len(UTTS)]
+    assert [h.tokens for h in esa] == [h.tokens for h in greedy]

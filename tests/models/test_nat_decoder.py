@@ -31,6 +31,14 @@ def test_shapes() -> None:
     assert make(num_mixed_layers=1)(*inputs()).inter_log_probs is None
 
 
+def test_decoding_skips_the_inter_projection() -> None:
+    dec = make(num_mixed_layers=2).eval()
+    x = inputs()
+    full, lean = dec(*x), dec(*x, with_inter=False)
+    assert lean.inter_log_probs is None
+    assert torch.equal(lean.log_probs, full.log_probs)
+
+
 def test_inter_uses_shared_output_layer() -> None:
     dec = make(num_mixed_layers=2)
     dec.mixed_layers[1] = torch.nn.Identity()  # type: ignore[assignment]

@@ -9,13 +9,15 @@ manifests resample them to 16 kHz on load. Splits:
 - ``test_isolated``: the 300 official test clips as they are;
 - ``train`` / ``dev``: connected digits from clips with index 5-49. About ``dev_fraction`` of
   those clips (per speaker and digit, chosen with ``seed``) are held out for dev, so no clip
-  is used in both.
+  is used in both;
+- ``dev_isolated``: the held-out dev clips as they are: the isolated condition for model
+  selection (e.g. how many checkpoints to average), so test_isolated is never tuned on.
 
 Silence is low-level Gaussian noise (not digital zeros, whose log-mel is -inf-like).
 
 >>> paths = prepare_fsdd("/work/shared/data/fsdd", "data/manifests")   # doctest: +SKIP
 >>> sorted(paths)                                                       # doctest: +SKIP
-['dev', 'test', 'test_isolated', 'train']
+['dev', 'dev_isolated', 'test', 'test_isolated', 'train']
 """
 
 from __future__ import annotations
@@ -101,6 +103,15 @@ def _build_connected(
     return CutSet.from_cuts(cuts)
 
 
+def _isolated(pool: dict[str, list], sample_rate: int) -> CutSet:
+    """The pool's clips as they are, one digit per cut."""
+    return CutSet.from_cuts(
+        _cut(f"fsdd_iso_{p.stem}", p, WORDS[d], spk, sample_rate, [p.name])
+        for spk, items in sorted(pool.items())
+        for d, _, p in sorted(items, key=lambda t: t[2].name)
+    )
+
+
 def prepare_fsdd(
     corpus_dir: str | Path,
     out_dir: str | Path,
@@ -113,7 +124,7 @@ def prepare_fsdd(
     seed: int = 0,
     sample_rate: int = 16000,
 ) -> dict[str, Path]:
-    """Write ``out_dir/cuts_{split}.jsonl.gz`` for train, dev, test, test_isolated.
+    """Write ``out_dir/cuts_{split}.jsonl.gz`` for train, dev, dev_isolated, test, test_isolated.
 
     ``corpus_dir`` is the FSDD root (with ``recordings/``) or the recordings dir itself.
     ``speakers`` restricts the corpus (e.g. two speakers for a quick test). Deterministic in
@@ -153,11 +164,8 @@ def prepare_fsdd(
                                 wavs / "dev", sample_rate),
         "test": _build_connected("test", test_pool, num_test, max_digits,
                                  random.Random(seed + 3), wavs / "test", sample_rate),
-        "test_isolated": CutSet.from_cuts(
-            _cut(f"fsdd_iso_{p.stem}", p, WORDS[d], spk, sample_rate, [p.name])
-            for spk, items in sorted(test_pool.items())
-            for d, _, p in sorted(items, key=lambda t: t[2].name)
-        ),
+        "test_isolated": _isolated(test_pool, sample_rate),
+        "dev_isolated": _isolated(dev_pool, sample_rate),
     }
     paths = {}
     for name, cuts in splits.items():
