@@ -13,10 +13,7 @@ and choosing it on dev keeps the test sets out of the choice. Ties go to the lar
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,16 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
 
 
-def _dev_errors(model, tokenizer, cfg, cuts: list[Path], modes: list[str], device) -> list[int]:
-    """Word errors per (cuts, mode), in that order."""
-    from casnat.data.loader import make_eval_loader
+def _dev_errors(model, tokenizer, cfg, loaders: list, modes: list[str], device) -> list[int]:
+    """Word errors per (dev loader, mode), in that order."""
     from casnat.decode.runner import DecodeOptions, decode_loader
     from casnat.decode.scoring import score_wer
 
     out = []
-    for path in cuts:
+    for loader in loaders:
         for mode in modes:
-            loader = make_eval_loader(path, tokenizer, 100.0, feature_cfg=cfg.features)
             run = decode_loader(model, tokenizer, loader, DecodeOptions(mode=mode), device,
                                 frame_shift=cfg.features.frame_shift)
             rep = score_wer(run.refs, run.hyps)
@@ -50,6 +45,7 @@ def _dev_errors(model, tokenizer, cfg, cuts: list[Path], modes: list[str], devic
 
 def select_num_to_average(args: argparse.Namespace, paths: list[Path]) -> int:
     """The n (1..len(paths)) whose average of the newest n checkpoints decodes dev best."""
+    from casnat.data.loader import make_eval_loader
     from casnat.decode.runner import check_mode
     from casnat.errors import UserError
     from casnat.inference import load_model
@@ -64,6 +60,8 @@ def select_num_to_average(args: argparse.Namespace, paths: list[Path]) -> int:
             check_mode(rec.model, mode)
         except ValueError as e:
             raise UserError(f"--select-modes: {e}") from None
+    loaders = [make_eval_loader(p, rec.tokenizer, 100.0, feature_cfg=rec.cfg.features)
+               for p in args.select_on]
     cols = [f"{p.name.removesuffix('.jsonl.gz')}:{m}" for p in args.select_on
             for m in args.select_modes]
     print("| n averaged | " + " | ".join(cols) + " | total word errors |")
@@ -71,7 +69,7 @@ def select_num_to_average(args: argparse.Namespace, paths: list[Path]) -> int:
     best_n, best_err = 0, None
     for n in range(1, len(paths) + 1):
         rec.model.load_state_dict(average_checkpoints(paths[-n:]))
-        errs = _dev_errors(rec.model, rec.tokenizer, rec.cfg, args.select_on, args.select_modes,
+        errs = _dev_errors(rec.model, rec.tokenizer, rec.cfg, loaders, args.select_modes,
                            rec.device)
         total = sum(errs)
         print(f"| {n} | " + " | ".join(str(e) for e in errs) + f" | {total} |", flush=True)

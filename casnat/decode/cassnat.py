@@ -110,39 +110,29 @@ def cassnat_search(
     )  # (B, K, T)
     flat = paths.reshape(b * k, t)
     utt = torch.arange(b, device=enc_out.device).repeat_interleave(k)  # (B*K,) utterance of a row
-    if k > 1 and dedup:
-        # Unique (utterance, path) rows; ``inv`` maps every sample to its decoded row.
-        first, inv = _unique_rows(torch.cat([utt.unsqueeze(1), flat], dim=1))
-        rows_utt = utt.index_select(0, first)
-        res = nat_decode_paths(
-            model, enc_out.index_select(0, rows_utt), enc_lens.index_select(0, rows_utt),
-            flat.index_select(0, first),
-        )
-    else:
-        inv = torch.arange(b * k, device=enc_out.device)
-        rows_utt = utt
-        enc_k = enc_out.repeat_interleave(k, dim=0) if k > 1 else enc_out
-        res = nat_decode_paths(model, enc_k, enc_lens.index_select(0, utt), flat)
+    every = torch.arange(b * k, device=enc_out.device)
+    # Decoded rows: the distinct (utterance, path) pairs; ``inv`` maps each sample to its row.
+    first, inv = _unique_rows(torch.cat([utt[:, None], flat], 1)) if k > 1 and dedup else (
+        every, every
+    )
+    rows_utt = utt.index_select(0, first)
+    enc_r = enc_out if k == 1 else enc_out.index_select(0, rows_utt)
+    lens_r = enc_lens.index_select(0, rows_utt)
+    res = nat_decode_paths(model, enc_r, lens_r, flat.index_select(0, first))
     n_tok = res.token_lens.clamp(min=0)
     use_at = k > 1 and (ranker == "at" or (ranker == "auto" and model.at_decoder is not None))
     if use_at:
         if model.at_decoder is None:
             raise ValueError("ranker='at' but the model has no AT decoder")
-        if dedup:  # rank each distinct (utterance, token sequence) once
-            key = torch.cat([rows_utt.unsqueeze(1), n_tok.unsqueeze(1), res.tokens], dim=1)
-            hyp_first, hyp_inv = _unique_rows(key)
-            h_utt = rows_utt.index_select(0, hyp_first)
-            lens_h = enc_lens.index_select(0, h_utt)
-            h_scores = model.at_decoder.score(
-                res.tokens.index_select(0, hyp_first), n_tok.index_select(0, hyp_first),
-                enc_out.index_select(0, h_utt), make_pad_mask(lens_h, t),
-            )
-            row_scores = h_scores.index_select(0, hyp_inv)
-        else:
-            lens_r = enc_lens.index_select(0, rows_utt)
-            row_scores = model.at_decoder.score(
-                res.tokens, n_tok, enc_out.index_select(0, rows_utt), make_pad_mask(lens_r, t)
-            )
+        # Scored rows: the distinct (utterance, token sequence) pairs.
+        key = torch.cat([rows_utt[:, None], n_tok[:, None], res.tokens], 1)
+        rows = torch.arange(key.size(0), device=key.device)
+        h_first, h_inv = _unique_rows(key) if dedup else (rows, rows)
+        h_scores = model.at_decoder.score(
+            res.tokens.index_select(0, h_first), n_tok.index_select(0, h_first),
+            enc_r.index_select(0, h_first), make_pad_mask(lens_r.index_select(0, h_first), t),
+        )
+        row_scores = h_scores.index_select(0, h_inv)
     else:
         row_scores = (res.token_logp.sum(1) + res.eos_logp) / (n_tok + 1)
     scores = row_scores.index_select(0, inv)  # (B*K,) per sample
