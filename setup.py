@@ -38,7 +38,8 @@ def _ext_modules() -> tuple[list, dict]:
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
-    cxx_flags = ["-O3", "-fopenmp", "-std=c++17"]
+    # No -std flag: torch adds the standard its own headers need (C++17 or C++20 by version).
+    cxx_flags = ["-O3", "-fopenmp"]
     define_macros = [("Py_LIMITED_API", "0x03090000")]
     cuda_sources = sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     use_cuda = (

@@ -19,9 +19,15 @@ memory is the rise of the resident-set high-water mark (VmHWM) during one call, 
 freed heap to the OS. When torchaudio runs, the path of utterance 0 of every configuration is
 compared with casnat's (same tie rule, so they must be identical).
 
+With ``--device cuda`` (on a GPU machine) the table instead compares the CUDA op with torchaudio's
+CUDA forced_align (one utterance per call, the only batch size it takes) and with the cpp op on the
+host's CPU with ``--threads`` threads; memory is the rise of torch's peak allocated GPU
+memory, and ``%floor`` uses the GPU's measured read bandwidth.
+
 Usage::
 
     nice python tools/bench_align.py [--threads 1] [--torchaudio-python /work/venv-ta/bin/python]
+    python tools/bench_align.py --device cuda --threads 16
 """
 
 from __future__ import annotations
@@ -83,13 +89,14 @@ def measure(fn, reps: int) -> tuple[float, float]:
 # Inputs (also generated, with the same code, inside the torchaudio venv).
 
 
-def make_inputs(B, T, U, V, seed):
+def make_inputs(B, T, U, V, seed, device="cpu"):
     """Peaky random log-softmax ``(B, T, V)``, full lengths and uniform random targets."""
-    g = torch.Generator().manual_seed(seed)
-    lp = torch.randn(B, T, V, generator=g).mul_(3.0)
+    g = torch.Generator(device=device).manual_seed(seed)
+    lp = torch.randn(B, T, V, generator=g, device=device).mul_(3.0)
     lp -= torch.logsumexp(lp, dim=-1, keepdim=True)
-    targets = torch.randint(1, V, (B, U), generator=g)
-    return lp, torch.full((B,), T, dtype=torch.long), targets, torch.full((B,), U, dtype=torch.long)
+    targets = torch.randint(1, V, (B, U), generator=g, device=device)
+    full = functools.partial(torch.full, (B,), dtype=torch.long, device=device)
+    return lp, full(T), targets, full(U)
 
 
 MAKE_INPUTS = inspect.getsource(make_inputs)
@@ -179,7 +186,7 @@ def _time(fn) -> float:
 TA_SCRIPT = (
     MAKE_INPUTS
     + """
-import ctypes, json, sys, time
+import ctypes, functools, json, sys, time
 import torch, torchaudio.functional as F
 torch.set_num_threads(int(sys.argv[2]))
 def status_kb(field):
@@ -230,6 +237,112 @@ def run_torchaudio(python: str | None, configs: list, threads: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# GPU.
+
+
+def _cuda_time(fn, reps: int) -> tuple[float, float]:
+    """Fastest of ``reps`` calls in seconds (CUDA events) and the rise of peak allocated GPU
+    memory in MiB during one call."""
+    fn()  # warm-up
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    best = math.inf
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1000)
+    return best, peak
+
+
+def _cuda_read_bandwidth() -> float:
+    """Bytes per second the GPU reads in a sum over 1 GiB."""
+    x = torch.ones(256 * 1024 * 1024, device="cuda")
+    t, _ = _cuda_time(x.sum, 5)
+    return 256 * 1024 * 1024 * 4 / t
+
+
+def main_cuda(args) -> None:
+    from casnat.align import _backend, ctc_viterbi_align
+
+    dev = torch.device("cuda")
+    if not _backend.has_kernel("ctc_viterbi_align", dev):
+        raise SystemExit("casnat._C has no CUDA kernels: build it where torch has CUDA")
+    try:
+        import torchaudio.functional as taF
+
+        has_ta = hasattr(taF, "forced_align")
+    except Exception:  # torchaudio absent or built for another torch
+        has_ta = False
+    B = args.batch
+    bw = _cuda_read_bandwidth()
+    print(
+        f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, B={B}; GPU read bandwidth "
+        f"{bw / 1e9:.0f} GB/s; cpp on the host CPU with {args.threads} threads; torchaudio "
+        f"forced_align (CUDA, one utterance per call): {'yes' if has_ta else 'not measured'}"
+    )
+    head = (
+        f"{'T':>5} {'U':>4} {'V':>5} | {'cuda utt/s':>10} {'MiB':>6} | {'ta utt/s':>9} "
+        f"{'MiB':>6} | {'cpp utt/s':>9} | {'cu/ta':>6} {'cu/cpp':>6} | {'floor MB':>8} "
+        f"{'%floor':>6}"
+    )
+    print(head)
+    print("-" * len(head))
+    agree: list[bool] = []
+    for V in args.V:
+        for T in args.T:
+            for U in args.U:
+                if T < U:
+                    print(f"{T:>5} {U:>4} {V:>5} | n/a: T < U, no path exists")
+                    continue
+                lp, il, tg, tl = make_inputs(B, T, U, V, 0, device="cuda")
+                run = functools.partial(ctc_viterbi_align, lp, il, tg, tl)
+                cu_t, cu_mem = _cuda_time(run, args.reps)
+                ali, _ = run()
+                ta_ups, ta_mem = float("nan"), float("nan")
+                if has_ta:
+                    n = min(B, args.ta_utts)
+                    tg32 = tg.int()
+
+                    def ta_run(n=n, lp=lp, tg32=tg32):
+                        for b in range(n):
+                            taF.forced_align(lp[b : b + 1], tg32[b : b + 1], blank=0)
+
+                    ta_t, ta_mem = _cuda_time(ta_run, 2)
+                    ta_ups = n / ta_t
+                    path0, _ = taF.forced_align(lp[:1], tg32[:1], blank=0)
+                    agree.append(path0[0].tolist() == ali[0].tolist())
+                lp_cpu, il_cpu, tg_cpu, tl_cpu = (x.cpu() for x in (lp, il, tg, tl))
+                cpp_run = functools.partial(
+                    ctc_viterbi_align, lp_cpu, il_cpu, tg_cpu, tl_cpu, impl="cpp"
+                )
+                cpp_run()
+                cpp_t, _ = measure(cpp_run, 3)
+                assert torch.equal(cpp_run()[0], ali.cpu()), "CUDA and cpp paths differ"
+                floor = traffic_floor_bytes(T, tg_cpu, V)
+                cu_ups = B / cu_t
+                print(
+                    f"{T:>5} {U:>4} {V:>5} | {cu_ups:>10.0f} {cu_mem:>6.2f} | {ta_ups:>9.0f} "
+                    f"{ta_mem:>6.2f} | {B / cpp_t:>9.0f} | {cu_ups / ta_ups:>5.0f}x "
+                    f"{cpp_t / cu_t:>5.1f}x | "
+                    f"{floor / 1e6:>8.1f} {100 * (floor / bw) / cu_t:>5.1f}%",
+                    flush=True,
+                )
+                del lp, lp_cpu
+    if agree:
+        print(
+            f"# torchaudio forced_align path == casnat path (utterance 0): "
+            f"{sum(agree)}/{len(agree)} configurations"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -254,10 +367,19 @@ def main() -> None:
         default=None,
         help="python of a venv with torch 2.9.1 + torchaudio 2.9.1",
     )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cuda: time the CUDA kernels against torchaudio's CUDA forced_align and the cpp op",
+    )
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    if args.device == "cuda":
+        main_cuda(args)
+        return
     from casnat.align import _backend, ctc_viterbi_align
 
     B = args.batch

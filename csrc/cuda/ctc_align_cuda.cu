@@ -7,8 +7,11 @@
 // the warp writes the K samples. Target ids are validated by the Python wrapper (checking them here
 // would need a device-to-host sync).
 //
-// Status: compile-checked only (nvcc 13, sm_80 and sm_90, against the torch headers of a CPU
-// build); these kernels have not yet been run on a GPU.
+// Tested on an H200 (tools/gpu_check.sh: tests/align/test_cuda.py, tests/decode/test_cuda.py, and
+// tools/bench_align.py --device cuda). A variant that staged 64 frames of emissions and
+// backpointers in shared memory and backtracked with a warp was 0.9-1.4x this kernel's speed and
+// was not kept: the recursion is bound by its T dependent steps, and the op takes ~2 ms for a
+// batch of 32 x 1600 frames, far below a training step.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
