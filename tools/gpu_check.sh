@@ -17,6 +17,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$root"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"  # the in-place build, from any directory
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
 status=0
 

@@ -56,8 +56,8 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   # How many checkpoints to average is chosen on held-out clips (connected dev and the same
   # clips in isolation), never on test.
   echo "stage 3: average the newest n <= $avg epoch checkpoints, n chosen on dev"
-  select_modes=ctc_greedy
-  [ "$model" = cassnat ] && select_modes="ctc_greedy cassnat"
+  select_modes=ctc_greedy   # plus cassnat when the trained model is one (its saved config says)
+  grep -Eq '^ *type: *cassnat' $exp/config.yaml && select_modes="ctc_greedy cassnat"
   casnat average --exp-dir $exp --last $avg --out $exp/avg-dev.pt \
     --select-on data/fbank/cuts_dev.jsonl.gz data/fbank/cuts_dev_isolated.jsonl.gz \
     --select-modes $select_modes | tee $exp/avg_select.txt
@@ -74,7 +74,9 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  echo "stage 5: speed + accuracy of every mode side by side (batch 1 and batched), RESULTS.md"
+  results=RESULTS.md   # the default model's; any other model writes RESULTS_<model>.md
+  [ "$model" = cassnat ] || results=RESULTS_$model.md
+  echo "stage 5: speed + accuracy of every mode side by side (batch 1 and batched), $results"
   for part in test test_isolated; do
     python ../../tools/bench_decode.py --exp-dir $exp --checkpoint $exp/avg-dev.pt \
       --cuts data/fbank/cuts_$part.jsonl.gz --modes $modes --num-threads $bench_threads \
@@ -96,6 +98,6 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
       echo
       cat $exp/bench_$part.md
     done
-  } > RESULTS.md.tmp && mv RESULTS.md.tmp RESULTS.md
-  cat RESULTS.md
+  } > $results.tmp && mv $results.tmp $results
+  cat $results
 fi
