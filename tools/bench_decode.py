@@ -192,13 +192,16 @@ class PhaseTimer:
             (cassnat_mod, "sample_alignments", "alignment sampling"),
             (cassnat_mod, "alignment_to_segments", "segments / trigger mask"),
         ]
+        kv = "source keys/values (once per utterance)"
         if m.tae is not None:
-            targets.append((m.tae, "forward", "TAE extractor"))
+            targets += [(m.tae, "forward", "TAE extractor"), (m.tae.src_attn, "project_kv", kv)]
         if m.nat_decoder is not None:
-            targets.append((m.nat_decoder, "forward", "NAT decoder"))
+            targets += [(m.nat_decoder, "forward", "NAT decoder"),
+                        (m.nat_decoder, "memory_kv", kv)]
         if m.at_decoder is not None:
             targets += [(m.at_decoder, "step", "AT decoder steps"),
-                        (m.at_decoder, "score", "AT ranker (ESA)")]
+                        (m.at_decoder, "score", "AT ranker (ESA)"),
+                        (m.at_decoder, "memory_kv", kv)]
         saved = []
         for obj, attr, name in targets:
             saved.append((obj, attr, obj.__dict__.get(attr)))

@@ -7,6 +7,10 @@ tests can use a small fake decoder::
     step(ys_prefix (M, l) int64 starting with sos, memory (M, T, D), memory_mask (M, T) bool,
          cache: list[Tensor] | None) -> (log_probs_next (M, V), new_cache: list[Tensor])
 
+A decoder that also has ``memory_kv(memory) -> list of (keys, values)`` (the real one) gets
+them once per search, indexed per row, as ``step(..., mem_kv=...)``: the encoder output is then
+not re-projected at every step.
+
 Cache tensors are batch-first, so reordering beams after a top-k is one ``index_select(0, idx)``
 per tensor; the same index also drops the rows of utterances that have finished, so the batch
 shrinks as utterances end.
@@ -27,6 +31,7 @@ import torch
 from torch import Tensor
 
 from casnat.decode.results import Hypothesis
+from casnat.nn.attention import index_kv
 
 __all__ = ["StepDecoder", "at_beam_search", "at_greedy_search"]
 
@@ -125,6 +130,8 @@ def at_beam_search(
     row_utt = torch.arange(n, device=device).repeat_interleave(beam)  # (M,) index into memory
     mem = memory.index_select(0, row_utt)
     mask = memory_mask.index_select(0, row_utt)
+    memory_kv = getattr(decoder, "memory_kv", None)
+    mem_kv = None if memory_kv is None else index_kv(memory_kv(memory), row_utt)
     max_len_active = torch.tensor(max_lens, device=device)  # (A,)
     ys = torch.full((n * beam, 1), sos, dtype=torch.long, device=device)  # (M, l)
     tok_lp = torch.zeros((n * beam, 0), device=device)  # (M, l - 1) float32
@@ -135,7 +142,10 @@ def at_beam_search(
 
     for step in range(max(max_lens) + 1):
         a = len(active)
-        logp, cache = decoder.step(ys, mem, mask, cache)  # (A * beam, V)
+        if mem_kv is None:
+            logp, cache = decoder.step(ys, mem, mask, cache)  # (A * beam, V)
+        else:
+            logp, cache = decoder.step(ys, mem, mask, cache, mem_kv=mem_kv)  # type: ignore[call-arg]
         logp = logp.float()
         v = logp.shape[-1]
         forced = max_len_active <= step  # (A,)
@@ -204,6 +214,7 @@ def at_beam_search(
             rows_keep = (base + torch.arange(beam, device=device)).reshape(-1)
             mem = mem.index_select(0, rows_keep)
             mask = mask.index_select(0, rows_keep)
+            mem_kv = None if mem_kv is None else index_kv(mem_kv, rows_keep)
         active = [active[i] for i in keep]
 
     for u, fin in enumerate(finished):

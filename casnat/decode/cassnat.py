@@ -20,6 +20,7 @@ from torch import Tensor
 from casnat.align import alignment_to_segments, sample_alignments
 from casnat.decode.results import Hypothesis
 from casnat.models.asr import ASRModel, make_pad_mask
+from casnat.nn.attention import index_kv
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,18 @@ class NATResult:
 
 
 def nat_decode_paths(
-    model: ASRModel, enc_out: Tensor, enc_lens: Tensor, paths: Tensor
+    model: ASRModel,
+    enc_out: Tensor,
+    enc_lens: Tensor,
+    paths: Tensor,
+    enc_index: Tensor | None = None,
 ) -> NATResult:
-    """Decode frame-level CTC paths ``paths (R, T)`` (rows aligned with ``enc_out (R, T, D)``)."""
+    """Decode frame-level CTC paths ``paths (R, T)``; ``enc_lens (R,)``.
+
+    ``enc_out`` is ``(R, T, D)`` aligned with the rows, or, with ``enc_index (R,)``, one row per
+    utterance ``(B, T, D)`` and ``enc_index`` the utterance of each path: the source-attention
+    keys/values are then projected once per utterance instead of once per path.
+    """
     assert model.tae is not None and model.nat_decoder is not None, "model has no CASS-NAT decoder"
     nd = model.cfg.nat_decoder
     assert nd is not None
@@ -53,8 +63,12 @@ def nat_decode_paths(
     pos = torch.arange(u1, device=enc_out.device).unsqueeze(0)
     tae_mask = pos <= segs.token_lens.unsqueeze(1)
     enc_mask = make_pad_mask(enc_lens, t)
-    tae = model.tae(enc_out, segs.trigger_mask)
-    out = model.nat_decoder(tae, tae_mask, enc_out, enc_mask, with_inter=False)
+    tae_kv = nat_kv = None
+    if enc_index is not None:
+        (tae_kv,) = index_kv([model.tae.src_attn.project_kv(enc_out)], enc_index)
+        nat_kv = index_kv(model.nat_decoder.memory_kv(enc_out), enc_index)
+    tae = model.tae(enc_out, segs.trigger_mask, tae_kv)
+    out = model.nat_decoder(tae, tae_mask, enc_out, enc_mask, with_inter=False, mem_kv=nat_kv)
     logp, tok = out.log_probs.max(dim=-1)  # (R, U+1)
     eos_logp = out.log_probs[torch.arange(r, device=enc_out.device), segs.token_lens, model.eos_id]
     u = u1 - 1
@@ -116,9 +130,10 @@ def cassnat_search(
         every, every
     )
     rows_utt = utt.index_select(0, first)
-    enc_r = enc_out if k == 1 else enc_out.index_select(0, rows_utt)
     lens_r = enc_lens.index_select(0, rows_utt)
-    res = nat_decode_paths(model, enc_r, lens_r, flat.index_select(0, first))
+    res = nat_decode_paths(
+        model, enc_out, lens_r, flat.index_select(0, first), None if k == 1 else rows_utt
+    )
     n_tok = res.token_lens.clamp(min=0)
     use_at = k > 1 and (ranker == "at" or (ranker == "auto" and model.at_decoder is not None))
     if use_at:
@@ -128,9 +143,11 @@ def cassnat_search(
         key = torch.cat([rows_utt[:, None], n_tok[:, None], res.tokens], 1)
         rows = torch.arange(key.size(0), device=key.device)
         h_first, h_inv = _unique_rows(key) if dedup else (rows, rows)
+        h_utt = rows_utt.index_select(0, h_first)
         h_scores = model.at_decoder.score(
             res.tokens.index_select(0, h_first), n_tok.index_select(0, h_first),
-            enc_r.index_select(0, h_first), make_pad_mask(lens_r.index_select(0, h_first), t),
+            enc_out, make_pad_mask(lens_r.index_select(0, h_first), t),
+            mem_kv=index_kv(model.at_decoder.memory_kv(enc_out), h_utt),
         )
         row_scores = h_scores.index_select(0, h_inv)
     else:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from casnat.config import ATDecoderConfig
-from casnat.nn.attention import MultiHeadAttention
+from casnat.nn.attention import KV, MultiHeadAttention
 from casnat.nn.feed_forward import FeedForward
 from casnat.nn.masks import causal_mask, lengths_to_mask
 from casnat.nn.positional import PositionalEncoding
@@ -73,6 +73,7 @@ class ATDecoderLayer(nn.Module):
         memory: Tensor,
         memory_mask: Tensor,
         cache: Tensor | None = None,
+        mem_kv: KV | None = None,
     ) -> Tensor:
         """One layer.
 
@@ -82,6 +83,8 @@ class ATDecoderLayer(nn.Module):
             memory: (N, T, D); memory_mask (N, 1, T) bool.
             cache: (N, L-1, D) this layer's outputs for the first L-1 positions; when given only
                 the last position is computed.
+            mem_kv: this layer's ``src_attn.project_kv(memory)`` rows, computed once per search
+                instead of at every step.
 
         Returns:
             (N, L, D) outputs for all L positions.
@@ -93,7 +96,7 @@ class ATDecoderLayer(nn.Module):
             q, residual = y[:, -1:], x[:, -1:]
             self_mask = None if self_mask is None else self_mask[:, -1:]
         h = residual + self.dropout(self.self_attn(q, y, y, self_mask))
-        h = h + self.dropout(self.src_attn(self.norm_src(h), memory, memory, memory_mask))
+        h = h + self.dropout(self.src_attn(self.norm_src(h), memory, memory, memory_mask, mem_kv))
         h = h + self.dropout(self.ff(self.norm_ff(h)))
         return h if cache is None else torch.cat([cache, h], dim=1)
 
@@ -121,8 +124,18 @@ class ATDecoder(nn.Module):
         """(N, L) ids (negative = padding) -> (N, L, D) embeddings with positions."""
         return self.pos_enc(self.embed(ys.masked_fill(ys < 0, self.eos)))
 
+    def memory_kv(self, memory: Tensor) -> list[KV]:
+        """Per-layer source-attention keys/values of ``memory`` (N, T, D), for ``step``/``score``
+        (index rows with ``casnat.nn.attention.index_kv``)."""
+        return [layer.src_attn.project_kv(memory) for layer in self.layers]
+
     def forward(
-        self, ys_in: Tensor, ys_in_lens: Tensor, memory: Tensor, memory_mask: Tensor
+        self,
+        ys_in: Tensor,
+        ys_in_lens: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor,
+        mem_kv: list[KV] | None = None,
     ) -> Tensor:
         """Teacher-forced log-probabilities.
 
@@ -139,8 +152,8 @@ class ATDecoder(nn.Module):
         x = self._embed(ys)
         self_mask = causal_mask(length, ys.device)[None]  # (1, L, L)
         mem_mask = memory_mask[:, None, :]
-        for layer in self.layers:
-            x = layer(x, self_mask, memory, mem_mask)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, self_mask, memory, mem_mask, None, None if mem_kv is None else mem_kv[i])
         return torch.log_softmax(self.output(self.norm_out(x)).float(), dim=-1)
 
     def step(
@@ -149,6 +162,7 @@ class ATDecoder(nn.Module):
         memory: Tensor,
         memory_mask: Tensor,
         cache: list[Tensor] | None,
+        mem_kv: list[KV] | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
         """Log-probs of the next token given a prefix, reusing the previous call's work.
 
@@ -157,6 +171,7 @@ class ATDecoder(nn.Module):
             memory: (N, T, D); memory_mask (N, T) bool.
             cache: per-layer outputs (N, l-1, D) from the previous call, or None (first call or
                 recomputation from scratch). Batch-first: reorder beams with ``index_select(0, i)``.
+            mem_kv: ``memory_kv(memory)`` rows (optional; saves re-projecting memory each step).
 
         Returns:
             (log-probs (N, V) for position l, new cache: one (N, l, D) tensor per layer).
@@ -166,13 +181,21 @@ class ATDecoder(nn.Module):
         self_mask = causal_mask(ys_prefix.size(1), ys_prefix.device)[None]
         new_cache: list[Tensor] = []
         for i, layer in enumerate(self.layers):
-            x = layer(x, self_mask, memory, mem_mask, None if cache is None else cache[i])
+            x = layer(
+                x, self_mask, memory, mem_mask, None if cache is None else cache[i],
+                None if mem_kv is None else mem_kv[i],
+            )
             new_cache.append(x)
         logits = self.output(self.norm_out(x[:, -1]))
         return torch.log_softmax(logits.float(), dim=-1), new_cache
 
     def score(
-        self, hyps: Tensor, hyp_lens: Tensor, memory: Tensor, memory_mask: Tensor
+        self,
+        hyps: Tensor,
+        hyp_lens: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor,
+        mem_kv: list[KV] | None = None,
     ) -> Tensor:
         """Teacher-forced mean log-prob of each hypothesis over its tokens and eos (ESA ranker).
 
@@ -184,7 +207,7 @@ class ATDecoder(nn.Module):
             (N,) ``sum_{k<=len} log p(y_k | y_<k) / (len + 1)`` with ``y_{len+1} = eos``.
         """
         ys_in, ys_out = add_sos_eos(hyps, hyp_lens, self.sos, self.eos)
-        log_probs = self.forward(ys_in, hyp_lens + 1, memory, memory_mask)
+        log_probs = self.forward(ys_in, hyp_lens + 1, memory, memory_mask, mem_kv)
         valid = ys_out >= 0
         picked = log_probs.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (picked * valid).sum(dim=1) / valid.sum(dim=1)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from casnat.config import NATDecoderConfig
-from casnat.nn.attention import BoundedRelPositionAttention, MultiHeadAttention
+from casnat.nn.attention import KV, BoundedRelPositionAttention, MultiHeadAttention
 from casnat.nn.convolution import ConvolutionModule
 from casnat.nn.feed_forward import FeedForward
 
@@ -79,8 +79,11 @@ class NATBlock(nn.Module):
         mask: Tensor,
         enc_out: Tensor | None = None,
         enc_mask: Tensor | None = None,
+        kv: KV | None = None,
     ) -> Tensor:
-        """x (N, L, D), mask (N, L) bool; enc_out (N, T, D), enc_mask (N, T) bool -> (N, L, D)."""
+        """x (N, L, D), mask (N, L) bool; enc_out (N, T, D), enc_mask (N, T) bool -> (N, L, D).
+
+        ``kv``: precomputed source-attention keys/values for the N rows (see ``memory_kv``)."""
         x = x + 0.5 * self.dropout(self.ff1(self.norm_ff1(x)))
         y = self.norm_self(x)
         x = x + self.dropout(self.self_attn(y, y, y, mask[:, None, :]))
@@ -89,7 +92,7 @@ class NATBlock(nn.Module):
             if enc_out is None or enc_mask is None:
                 raise ValueError("mixed-attention block needs enc_out and enc_mask")
             y = self.norm_src(x)
-            x = x + self.dropout(self.src_attn(y, enc_out, enc_out, enc_mask[:, None, :]))
+            x = x + self.dropout(self.src_attn(y, enc_out, enc_out, enc_mask[:, None, :], kv))
         x = x + 0.5 * self.dropout(self.ff2(self.norm_ff2(x)))
         return self.norm_out(x)
 
@@ -115,6 +118,10 @@ class NATDecoder(nn.Module):
         self.mixed_layers = nn.ModuleList(block(True) for _ in range(cfg.num_mixed_layers))
         self.output = nn.Linear(d_model, vocab_size)
 
+    def memory_kv(self, enc_out: Tensor) -> list[KV]:
+        """Source-attention keys/values of ``enc_out`` for each mixed block, for ``forward``."""
+        return [layer.src_attn.project_kv(enc_out) for layer in self.mixed_layers]
+
     def _project(self, x: Tensor) -> Tensor:
         return torch.log_softmax(self.output(x).float(), dim=-1)
 
@@ -125,6 +132,7 @@ class NATDecoder(nn.Module):
         enc_out: Tensor,
         enc_mask: Tensor,
         with_inter: bool = True,
+        mem_kv: list[KV] | None = None,
     ) -> NATOutput:
         """Decode all positions at once.
 
@@ -134,6 +142,8 @@ class NATDecoder(nn.Module):
             enc_out: (N, T, D); enc_mask (N, T) bool.
             with_inter: also project the first mixed block's output (the InterCE loss needs it;
                 decoding does not, so it skips that vocabulary projection).
+            mem_kv: ``memory_kv`` rows for the N rows (ESA: projected once per utterance, then
+                indexed per sampled path); ``enc_out`` is then not attended.
 
         Returns:
             NATOutput(log_probs (N, U+1, V), inter_log_probs (N, U+1, V) | None).
@@ -143,7 +153,7 @@ class NATDecoder(nn.Module):
             x = layer(x, tae_mask)
         inter = None
         for i, layer in enumerate(self.mixed_layers):
-            x = layer(x, tae_mask, enc_out, enc_mask)
+            x = layer(x, tae_mask, enc_out, enc_mask, None if mem_kv is None else mem_kv[i])
             if with_inter and i == 0 and len(self.mixed_layers) > 1:
                 inter = self._project(x)
         return NATOutput(log_probs=self._project(x), inter_log_probs=inter)

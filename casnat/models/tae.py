@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from casnat.nn.attention import MultiHeadAttention
+from casnat.nn.attention import KV, MultiHeadAttention
 from casnat.nn.feed_forward import FeedForward
 from casnat.nn.positional import sinusoidal_encoding
 
@@ -34,26 +34,28 @@ class TAEExtractor(nn.Module):
         self.norm_out = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, enc_out: Tensor, trigger_mask: Tensor) -> Tensor:
+    def forward(self, enc_out: Tensor, trigger_mask: Tensor, kv: KV | None = None) -> Tensor:
         """Extract one embedding per decoder position.
 
         Args:
             enc_out: (N, T, D) encoder output.
             trigger_mask: (N, U+1, T) bool, True = frame belongs to position u's segment (already
                 ANDed with the padding mask by the caller).
+            kv: ``src_attn.project_kv`` rows for the N queries (then ``enc_out`` may hold one row
+                per utterance instead of one per query row: ESA decodes K paths per utterance).
 
         Returns:
             (N, U+1, D); positions whose mask row has no True (padding) are exactly zero.
         """
         n, positions, t = trigger_mask.shape
-        if enc_out.shape[:2] != (n, t):
+        if enc_out.size(1) != t or (kv is None and enc_out.size(0) != n):
             raise ValueError(
                 f"trigger_mask {tuple(trigger_mask.shape)} does not match enc_out "
                 f"{tuple(enc_out.shape)}: expected (N, U+1, T) with the same N and T"
             )
         pe = sinusoidal_encoding(torch.arange(positions, device=enc_out.device), self.d_model)
         query = pe.to(enc_out.dtype)[None].expand(n, -1, -1)  # (N, U+1, D)
-        x = query + self.dropout(self.src_attn(query, enc_out, enc_out, trigger_mask))
+        x = query + self.dropout(self.src_attn(query, enc_out, enc_out, trigger_mask, kv))
         x = x + self.dropout(self.ff(self.norm_ff(x)))
         x = self.norm_out(x)
         return x.masked_fill(~trigger_mask.any(dim=-1, keepdim=True), 0.0)

@@ -18,6 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+KV = tuple[Tensor, Tensor]  # projected keys and values, each (N, H, Lk, dk)
+
+
+def index_kv(kvs: list[KV], index: Tensor) -> list[KV]:
+    """Rows ``index`` of each (keys, values) pair: per-utterance projections -> per-row ones."""
+    return [(k.index_select(0, index), v.index_select(0, index)) for k, v in kvs]
+
 
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention with H heads of size ``dk = D / H``."""
@@ -61,13 +68,31 @@ class MultiHeadAttention(nn.Module):
         n, _, lq, _ = ctx.shape
         return self.linear_out(ctx.transpose(1, 2).reshape(n, lq, self.num_heads * self.d_k))
 
+    def project_kv(self, memory: Tensor) -> KV:
+        """Keys and values of ``memory (N, Lk, D)``, each (N, H, Lk, dk), for ``forward(kv=...)``.
+
+        Why: in decoding the same encoder output is attended by many rows (beams, ESA samples)
+        and at every AT step; projecting it once per utterance and indexing the result per row
+        skips the repeated (Lk x D x D) products, with the same result.
+        """
+        return self._heads(memory, self.linear_k), self._heads(memory, self.linear_v)
+
     def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        kv: KV | None = None,
     ) -> Tensor:
-        """query (N, Lq, D), key/value (N, Lk, D), mask (N, Lq|1, Lk) -> (N, Lq, D)."""
+        """query (N, Lq, D), key/value (N, Lk, D), mask (N, Lq|1, Lk) -> (N, Lq, D).
+
+        ``kv``: precomputed ``project_kv(key)`` rows for these N queries; key/value are then
+        not used (pass the memory or anything else)."""
         q = self._heads(query, self.linear_q)
-        k = self._heads(key, self.linear_k)
-        v = self._heads(value, self.linear_v)
+        if kv is None:
+            kv = (self._heads(key, self.linear_k), self._heads(value, self.linear_v))
+        k, v = kv
         scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
         return self._attend(scores, v, mask)
 

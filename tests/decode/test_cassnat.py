@@ -15,7 +15,7 @@ from casnat.config import (
 )
 from casnat.decode.cassnat import cassnat_search
 from casnat.decode.runner import MODES, DecodeOptions, check_mode, decode_batch
-from casnat.models.asr import ASRModel
+from casnat.models.asr import ASRModel, make_pad_mask
 
 V = 6  # 0 blank, 1 unk, 2..4 units, 5 sos/eos
 ENC = EncoderConfig(
@@ -165,3 +165,53 @@ def test_esa_dedup_decodes_each_distinct_path_once(overfit_model):
         del model.at_decoder.score
     assert rows["nat"][0] == len(UTTS) and rows["at"] == [len(UTTS)]
     assert [h.tokens for h in esa] == [h.tokens for h in greedy]
+
+
+def test_nat_decode_paths_with_per_utterance_memory_equals_expanded(overfit_model):
+    """ESA projects the encoder output once per utterance (enc_index): same tokens and scores
+    as decoding with the encoder output copied per path."""
+    from casnat.align import sample_alignments
+    from casnat.decode.cassnat import nat_decode_paths
+
+    torch.manual_seed(2)
+    cfg = ModelConfig(type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT)
+    for model in (overfit_model[0], ASRModel(cfg, V).eval()):
+        feats, lens, _, _ = overfit_model[1]
+        with torch.no_grad():
+            enc = model.encode(feats, lens)
+            lp = model.ctc(enc.out)
+            paths = sample_alignments(lp, enc.lens, 4, 1.01, torch.Generator().manual_seed(0))
+            b, k, t = paths.shape
+            utt = torch.arange(b).repeat_interleave(k)
+            flat, lens_r = paths.reshape(b * k, t), enc.lens.index_select(0, utt)
+            ref = nat_decode_paths(model, enc.out.index_select(0, utt), lens_r, flat)
+            got = nat_decode_paths(model, enc.out, lens_r, flat, enc_index=utt)
+        assert torch.equal(got.tokens, ref.tokens)
+        torch.testing.assert_close(got.token_logp, ref.token_logp, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.eos_logp, ref.eos_logp, rtol=1e-4, atol=1e-5)
+
+
+def test_at_beam_with_projected_memory_equals_plain_steps():
+    """at_beam_search projects the memory once when the decoder offers memory_kv; a decoder
+    without it (the plain StepDecoder contract) must give the same hypotheses."""
+    from casnat.decode.at_beam import at_beam_search
+
+    torch.manual_seed(3)
+    cfg = ModelConfig(type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT)
+    model = ASRModel(cfg, V).eval()
+    feats, lens, _, _ = _synthetic_batch()
+
+    class StepOnly:
+        def step(self, ys, memory, memory_mask, cache):
+            return model.at_decoder.step(ys, memory, memory_mask, cache)
+
+    with torch.no_grad():
+        enc = model.encode(feats, lens)
+        mask = make_pad_mask(enc.lens, enc.out.size(1))
+        args = dict(beam=3, sos=model.sos_id, eos=model.eos_id, max_len=6)
+        a = at_beam_search(model.at_decoder, enc.out, mask, **args)
+        b = at_beam_search(StepOnly(), enc.out, mask, **args)
+    assert [[h.tokens for h in nb] for nb in a] == [[h.tokens for h in nb] for nb in b]
+    for nb_a, nb_b in zip(a, b, strict=True):
+        for ha, hb in zip(nb_a, nb_b, strict=True):
+            assert abs(ha.score - hb.score) < 1e-4

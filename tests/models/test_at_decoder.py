@@ -84,3 +84,26 @@ def test_score_by_hand() -> None:
     s0 = (lp[0, 0, 2] + lp[0, 1, 3] + lp[0, 2, 4] + lp[0, 3, EOS]) / 4
     s1 = (lp[1, 0, 5] + lp[1, 1, EOS]) / 2
     assert torch.allclose(scores, torch.stack([s0, s1]), atol=1e-6)
+
+
+def test_memory_kv_gives_the_same_steps_and_scores() -> None:
+    """Projecting memory once (per utterance, indexed per beam row) changes no result."""
+    from casnat.nn.attention import index_kv
+
+    dec = make()
+    mem, mask = memory()
+    rows = torch.tensor([0, 1, 1, 0])
+    mem_r, mask_r = mem.index_select(0, rows), mask.index_select(0, rows)
+    kv = index_kv(dec.memory_kv(mem), rows)
+    ys = torch.tensor([[SOS, 2, 3], [SOS, 6, 7], [SOS, 4, 4], [SOS, 1, 9]])
+    cache = cache_kv = None
+    for l in range(1, ys.size(1) + 1):
+        lp, cache = dec.step(ys[:, :l], mem_r, mask_r, cache)
+        lp_kv, cache_kv = dec.step(ys[:, :l], mem_r, mask_r, cache_kv, mem_kv=kv)
+        torch.testing.assert_close(lp_kv, lp, rtol=1e-5, atol=1e-5)
+    hyps = torch.tensor([[2, 3, -1], [6, 7, 8], [4, -1, -1], [1, 9, 9]])
+    lens = torch.tensor([2, 3, 1, 3])
+    torch.testing.assert_close(
+        dec.score(hyps, lens, mem, mask_r, mem_kv=kv), dec.score(hyps, lens, mem_r, mask_r),
+        rtol=1e-5, atol=1e-5,
+    )

@@ -5,6 +5,7 @@ from casnat.nn.attention import (
     BoundedRelPositionAttention,
     MultiHeadAttention,
     RelPositionMultiHeadAttention,
+    index_kv,
     rel_shift,
     relative_position_index,
 )
@@ -101,3 +102,19 @@ def test_bounded_rel_attention_mask() -> None:
     x2 = x.clone()
     x2[1, 3:] = 9.0
     assert torch.allclose(attn(x2, x2, x2, mask)[1, :3], out[1, :3], atol=1e-6)
+
+
+def test_precomputed_kv_per_row_equals_attending_the_memory() -> None:
+    """project_kv once per memory row, indexed per query row == attending expanded memory."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4).eval()
+    memory = torch.randn(2, 7, 16)
+    rows = torch.tensor([0, 0, 1, 0, 1])  # the memory row each query row attends
+    query = torch.randn(5, 3, 16)
+    mask = torch.ones(5, 1, 7, dtype=torch.bool)
+    mask[2, :, 5:] = False
+    expanded = memory.index_select(0, rows)
+    ref = mha(query, expanded, expanded, mask)
+    (kv,) = index_kv([mha.project_kv(memory)], rows)
+    out = mha(query, memory, memory, mask, kv)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
