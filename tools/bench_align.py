@@ -268,6 +268,11 @@ def _cuda_read_bandwidth() -> float:
     return 256 * 1024 * 1024 * 4 / t
 
 
+def _configs(args) -> list[tuple[int, int, int]]:
+    """Every (T, U, V) of the table, V slowest."""
+    return [(T, U, V) for V in args.V for T in args.T for U in args.U]
+
+
 def main_cuda(args) -> None:
     from casnat.align import _backend, ctc_viterbi_align
 
@@ -295,46 +300,42 @@ def main_cuda(args) -> None:
     print(head)
     print("-" * len(head))
     agree: list[bool] = []
-    for V in args.V:
-        for T in args.T:
-            for U in args.U:
-                if T < U:
-                    print(f"{T:>5} {U:>4} {V:>5} | n/a: T < U, no path exists")
-                    continue
-                lp, il, tg, tl = make_inputs(B, T, U, V, 0, device="cuda")
-                run = functools.partial(ctc_viterbi_align, lp, il, tg, tl)
-                cu_t, cu_mem = _cuda_time(run, args.reps)
-                ali, _ = run()
-                ta_ups, ta_mem = float("nan"), float("nan")
-                if has_ta:
-                    n = min(B, args.ta_utts)
-                    tg32 = tg.int()
+    for T, U, V in _configs(args):
+        if T < U:
+            print(f"{T:>5} {U:>4} {V:>5} | n/a: T < U, no path exists")
+            continue
+        lp, il, tg, tl = make_inputs(B, T, U, V, 0, device="cuda")
+        run = functools.partial(ctc_viterbi_align, lp, il, tg, tl)
+        cu_t, cu_mem = _cuda_time(run, args.reps)
+        ali, _ = run()
+        ta_ups, ta_mem = float("nan"), float("nan")
+        if has_ta:
+            n = min(B, args.ta_utts)
+            tg32 = tg.int()
 
-                    def ta_run(n=n, lp=lp, tg32=tg32):
-                        for b in range(n):
-                            taF.forced_align(lp[b : b + 1], tg32[b : b + 1], blank=0)
+            def ta_run(n=n, lp=lp, tg32=tg32):
+                for b in range(n):
+                    taF.forced_align(lp[b : b + 1], tg32[b : b + 1], blank=0)
 
-                    ta_t, ta_mem = _cuda_time(ta_run, 2)
-                    ta_ups = n / ta_t
-                    path0, _ = taF.forced_align(lp[:1], tg32[:1], blank=0)
-                    agree.append(path0[0].tolist() == ali[0].tolist())
-                lp_cpu, il_cpu, tg_cpu, tl_cpu = (x.cpu() for x in (lp, il, tg, tl))
-                cpp_run = functools.partial(
-                    ctc_viterbi_align, lp_cpu, il_cpu, tg_cpu, tl_cpu, impl="cpp"
-                )
-                cpp_run()
-                cpp_t, _ = measure(cpp_run, 3)
-                assert torch.equal(cpp_run()[0], ali.cpu()), "CUDA and cpp paths differ"
-                floor = traffic_floor_bytes(T, tg_cpu, V)
-                cu_ups = B / cu_t
-                print(
-                    f"{T:>5} {U:>4} {V:>5} | {cu_ups:>10.0f} {cu_mem:>6.2f} | {ta_ups:>9.0f} "
-                    f"{ta_mem:>6.2f} | {B / cpp_t:>9.0f} | {cu_ups / ta_ups:>5.0f}x "
-                    f"{cpp_t / cu_t:>5.1f}x | "
-                    f"{floor / 1e6:>8.1f} {100 * (floor / bw) / cu_t:>5.1f}%",
-                    flush=True,
-                )
-                del lp, lp_cpu
+            ta_t, ta_mem = _cuda_time(ta_run, 2)
+            ta_ups = n / ta_t
+            path0, _ = taF.forced_align(lp[:1], tg32[:1], blank=0)
+            agree.append(path0[0].tolist() == ali[0].tolist())
+        lp_cpu, il_cpu, tg_cpu, tl_cpu = (x.cpu() for x in (lp, il, tg, tl))
+        cpp_run = functools.partial(ctc_viterbi_align, lp_cpu, il_cpu, tg_cpu, tl_cpu, impl="cpp")
+        cpp_run()
+        cpp_t, _ = measure(cpp_run, 3)
+        assert torch.equal(cpp_run()[0], ali.cpu()), "CUDA and cpp paths differ"
+        floor = traffic_floor_bytes(T, tg_cpu, V)
+        cu_ups = B / cu_t
+        print(
+            f"{T:>5} {U:>4} {V:>5} | {cu_ups:>10.0f} {cu_mem:>6.2f} | {ta_ups:>9.0f} "
+            f"{ta_mem:>6.2f} | {B / cpp_t:>9.0f} | {cu_ups / ta_ups:>5.0f}x "
+            f"{cpp_t / cu_t:>5.1f}x | "
+            f"{floor / 1e6:>8.1f} {100 * (floor / bw) / cu_t:>5.1f}%",
+            flush=True,
+        )
+        del lp, lp_cpu
     if agree:
         print(
             f"# torchaudio forced_align path == casnat path (utterance 0): "
@@ -383,7 +384,7 @@ def main() -> None:
     from casnat.align import _backend, ctc_viterbi_align
 
     B = args.batch
-    configs = [(T, U, V) for V in args.V for T in args.T for U in args.U]
+    configs = _configs(args)
     feasible = [c for c in configs if c[0] >= c[1]]
     ta = run_torchaudio(
         args.torchaudio_python,

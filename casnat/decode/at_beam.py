@@ -128,10 +128,12 @@ def at_beam_search(
     # Live state: rows = active utterances x beam, utterance-major.
     active = list(range(n))  # original utterance index of each active block of rows
     row_utt = torch.arange(n, device=device).repeat_interleave(beam)  # (M,) index into memory
-    mem = memory.index_select(0, row_utt)
     mask = memory_mask.index_select(0, row_utt)
     memory_kv = getattr(decoder, "memory_kv", None)
+    # With projected keys/values per row the decoder never reads ``memory``, so it is not copied
+    # per row (nor shrunk below) for such a decoder.
     mem_kv = None if memory_kv is None else index_kv(memory_kv(memory), row_utt)
+    mem = memory.index_select(0, row_utt) if mem_kv is None else memory
     max_len_active = torch.tensor(max_lens, device=device)  # (A,)
     ys = torch.full((n * beam, 1), sos, dtype=torch.long, device=device)  # (M, l)
     tok_lp = torch.zeros((n * beam, 0), device=device)  # (M, l - 1) float32
@@ -212,9 +214,11 @@ def at_beam_search(
         cache = [c.index_select(0, sel) for c in cache]
         if len(keep) < a:
             rows_keep = (base + torch.arange(beam, device=device)).reshape(-1)
-            mem = mem.index_select(0, rows_keep)
             mask = mask.index_select(0, rows_keep)
-            mem_kv = None if mem_kv is None else index_kv(mem_kv, rows_keep)
+            if mem_kv is None:
+                mem = mem.index_select(0, rows_keep)
+            else:
+                mem_kv = index_kv(mem_kv, rows_keep)
         active = [active[i] for i in keep]
 
     for u, fin in enumerate(finished):

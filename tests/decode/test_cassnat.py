@@ -54,22 +54,30 @@ def _synthetic_batch(seed: int = 0):
     return feats, lens, tokens, torch.tensor([len(u) for u in UTTS])
 
 
-@pytest.fixture(scope="module")
-def overfit_model():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
+def overfit_config() -> ModelConfig:
+    """CASS-NAT with an AT ranker, the AT trained too (loss weight 1)."""
+    return ModelConfig(
         type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT, loss=LossConfig(at=1.0)
     )
-    model = ASRModel(cfg, V)
-    batch = _synthetic_batch()
+
+
+def overfit(model: ASRModel, batch: tuple, steps: int = 200) -> ASRModel:
+    """Train ``model`` on the one ``batch`` until it has learnt it; return it in eval mode."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(200):
+    for _ in range(steps):
         loss = model(*batch).total
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return model.eval(), batch
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def overfit_model():
+    torch.manual_seed(0)
+    batch = _synthetic_batch()
+    return overfit(ASRModel(overfit_config(), V), batch), batch
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -13,34 +13,19 @@ import copy
 import pytest
 import torch
 
-from casnat.config import LossConfig, ModelConfig
 from casnat.decode.runner import MODES, DecodeOptions, decode_batch
 from casnat.models.asr import ASRModel
-from tests.decode.test_cassnat import AT, ENC, NAT, UTTS, V, _synthetic_batch
+from tests.decode.test_cassnat import UTTS, V, _synthetic_batch, overfit, overfit_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 CUDA = torch.device("cuda")
 
 
-def _cfg() -> ModelConfig:
-    return ModelConfig(
-        type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT, loss=LossConfig(at=1.0)
-    )
-
-
 @pytest.fixture(scope="module")
 def cuda_model():
     torch.manual_seed(0)
-    model = ASRModel(_cfg(), V).to(CUDA)
     batch = tuple(x.to(CUDA) for x in _synthetic_batch())
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(200):
-        loss = model(*batch).total
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), batch
+    return overfit(ASRModel(overfit_config(), V).to(CUDA), batch), batch
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -60,7 +45,7 @@ def test_every_mode_decodes_on_cuda_and_matches_cpu(cuda_model, mode):
 def test_training_step_under_bf16_autocast_is_finite():
     """The trainer's AMP path: the CTC head stays float32, so the Viterbi op accepts it."""
     torch.manual_seed(1)
-    model = ASRModel(_cfg(), V).to(CUDA).train()
+    model = ASRModel(overfit_config(), V).to(CUDA).train()
     batch = tuple(x.to(CUDA) for x in _synthetic_batch())
     with torch.autocast("cuda", dtype=torch.bfloat16):
         losses = model(*batch)
