@@ -4,6 +4,9 @@
 // restricted to the band of states that are reachable from the start and can still reach the end.
 // Per frame only the S needed log-probs are gathered from the (V,) row, never the whole row.
 // Backpointers are one byte per (frame, state) in a per-thread buffer reused across utterances.
+// The state loops carry `omp simd simdlen(16)`: left alone, GCC sizes the vectors by the narrowest
+// type (the uint8 backpointer), i.e. 64 states per AVX-512 iteration, so bands of fewer than 32
+// states (U < 32, the common case for sentences of tens of tokens) ran entirely scalar.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <omp.h>
@@ -88,11 +91,16 @@ CASNAT_MULTIVERSION float viterbi_one(const float* lp, int64_t T, int64_t V, con
     // Gather the label log-probs, and prefetch the same columns kPrefetch frames ahead into L2:
     // with V in the thousands each label is its own cache line and the U+1 column streams are
     // too many for the hardware prefetchers.
+#pragma omp simd simdlen(16)
     for (int64_t u = l_lo; u <= l_hi; ++u) emit[u] = row[y[u]];
     const float* pf_row = lp + std::min(t + kPrefetch, T - 1) * V;
-    if (V <= kWholeRowPrefetch) {  // short rows: fetch the whole row (the lines are mostly needed)
+    if (V <= kWholeRowPrefetch && l_hi - l_lo + 1 >= (V + 15) / 16) {
+      // short rows and at least one label per line: fetch the whole row (most lines are needed,
+      // and one prefetch per line is fewer instructions than one per label)
       for (int64_t v = 0; v < V; v += 16) __builtin_prefetch(pf_row + v, 0, 1);
     } else {
+      // few labels for the row: fetch only their lines, the rest is never read
+      __builtin_prefetch(pf_row + blank, 0, 1);
       for (int64_t u = l_lo; u <= l_hi; ++u) __builtin_prefetch(pf_row + y[u], 0, 1);
     }
     const float eb = row[blank];
@@ -101,6 +109,7 @@ CASNAT_MULTIVERSION float viterbi_one(const float* lp, int64_t T, int64_t V, con
       const float* __restrict al = al_prev;
       float* __restrict out = ab_cur;
       uint8_t* __restrict bp = bpb + t * NB;
+#pragma omp simd simdlen(16)
       for (int64_t u = b_lo; u <= b_hi; ++u) {
         const float a0 = ab[u];
         const float a1 = al[u - 1];
@@ -114,6 +123,7 @@ CASNAT_MULTIVERSION float viterbi_one(const float* lp, int64_t T, int64_t V, con
       const float* __restrict al = al_prev;
       float* __restrict out = al_cur;
       uint8_t* __restrict bp = bpl + t * U;
+#pragma omp simd simdlen(16)
       for (int64_t u = l_lo; u <= l_hi; ++u) {
         const float a0 = al[u];
         const float a1 = ab[u];
