@@ -6,6 +6,11 @@ argmax. Labels are ranked by (log-prob descending, id ascending), so ties go to 
 
 The coin flips are drawn with torch (optionally from a ``torch.Generator``) and handed to the
 kernel, so the C++, CUDA and numba backends return the same samples for the same seed.
+
+With ``seed=`` instead of a generator the flips are indexed by frame: the flips of frame t depend
+only on the seed and t, the same for every utterance. An utterance then gets the same samples
+whatever batch it is decoded in, with whatever padding, so ESA output does not change with the
+batch size (a generator's stream is consumed in (B, K-1, T) order, so there it does).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def sample_alignments(
     threshold: float = 0.9,
     generator: torch.Generator | None = None,
     *,
+    seed: int | None = None,
     impl: str | None = None,
 ) -> torch.Tensor:
     """Draw ``num_samples`` frame-level CTC paths per utterance (ESA).
@@ -45,6 +51,8 @@ def sample_alignments(
         threshold: a frame is re-sampled when ``exp(max_v log_probs[b, t, v]) < threshold``.
         generator: source of the coin flips (CPU or the device's generator); ``None`` uses the
             global torch RNG.
+        seed: draw batch-independent, frame-indexed flips from this seed instead (see the module
+            docstring); excludes ``generator``.
         impl: ``"cpp"`` or ``"numba"`` to bypass :func:`casnat.align.backend`.
 
     Returns:
@@ -70,15 +78,18 @@ def sample_alignments(
     B, T, _ = log_probs.shape
     dev = log_probs.device
     input_lengths = as_lengths(_FN, "input_lengths", input_lengths, B, T, dev)
-    rng_device = generator.device if generator is not None else dev
-    rand_bits = torch.randint(
-        0,
-        2,
-        (B, int(num_samples) - 1, T),
-        generator=generator,
-        dtype=torch.uint8,
-        device=rng_device,
-    ).to(dev)
+    check(seed is None or generator is None, _FN, "give either generator or seed, not both")
+    k1 = int(num_samples) - 1
+    if seed is not None:
+        # (T, K-1) row-major: frame t's flips are the same stream positions for any T.
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        frame_bits = torch.randint(0, 2, (T, k1), generator=g, dtype=torch.uint8)
+        rand_bits = frame_bits.T.unsqueeze(0).expand(B, k1, T).contiguous().to(dev)
+    else:
+        rng_device = generator.device if generator is not None else dev
+        rand_bits = torch.randint(
+            0, 2, (B, k1, T), generator=generator, dtype=torch.uint8, device=rng_device
+        ).to(dev)
     log_threshold = math.log(threshold) if threshold > 0 else -math.inf
     if impl == "cpp":
         if _backend.has_kernel("sample_alignments", dev):

@@ -35,7 +35,8 @@ class DecodeOptions:
     num_samples: int = 16  # cassnat_esa: K
     threshold: float = 0.9  # cassnat_esa: frames with top posterior below this are resampled
     ranker: Literal["auto", "at", "nat"] = "auto"  # cassnat_esa
-    seed: int = 0  # cassnat_esa sampling seed (fixed so results are reproducible)
+    seed: int = 0  # cassnat_esa sampling seed: fixed, and frame-indexed so that an utterance's
+    # result does not depend on the batch it is decoded in
     max_len_ratio: float = 1.0  # at_beam: max output length = ratio * encoder frames
     # at_beam: finished hypotheses are ranked by sum log-prob / (tokens + 1) ** length_penalty;
     # 0 ranks by the raw sum, which favours ending early (the AT's usual deletion error).
@@ -87,10 +88,6 @@ def decode_batch(
             length_penalty=opts.length_penalty,
         )
         return [nb[0] for nb in nbest]
-    gen = None
-    if opts.mode == "cassnat_esa":
-        gen = torch.Generator(device="cpu")
-        gen.manual_seed(opts.seed)
     k = opts.num_samples if opts.mode == "cassnat_esa" else 1
     return cassnat_search(
         model,
@@ -100,7 +97,7 @@ def decode_batch(
         num_samples=k,
         threshold=opts.threshold,
         ranker=opts.ranker,
-        generator=gen,
+        seed=opts.seed,
     )
 
 

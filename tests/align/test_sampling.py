@@ -95,3 +95,22 @@ def test_single_sample_and_errors():
         sample_alignments(lp, torch.tensor([4, 4]), 2)
     with pytest.raises(ValueError, match="threshold"):
         sample_alignments(lp, torch.tensor([4]), 2, threshold=-math.inf)
+
+
+def test_seed_gives_each_utterance_the_same_samples_in_any_batch(impl):
+    """With ``seed=`` an utterance's samples do not depend on its batch: decoded alone (no
+    padding) or at another row of a padded batch, it gets the same paths; a generator does not
+    promise that, and a different seed changes them."""
+    lp = random_log_probs(3, 40, 6, 11, peaky=0.5)
+    lens = torch.tensor([40, 17, 29])
+    batch = sample_alignments(lp, lens, 8, 0.99, seed=4, impl=impl)
+    for b in range(3):
+        n = int(lens[b])
+        alone = sample_alignments(lp[b : b + 1, :n], lens[b : b + 1], 8, 0.99, seed=4, impl=impl)
+        assert torch.equal(alone[0], batch[b, :, :n])
+    rev = sample_alignments(lp.flip(0), lens.flip(0), 8, 0.99, seed=4, impl=impl)
+    assert torch.equal(rev.flip(0), batch)
+    assert not torch.equal(sample_alignments(lp, lens, 8, 0.99, seed=5, impl=impl), batch)
+    assert (batch[:, 1:] != batch[:, :1]).any()  # the samples do differ from the greedy path
+    with pytest.raises(ValueError, match="either generator or seed"):
+        sample_alignments(lp, lens, 8, 0.99, generator=torch.Generator(), seed=4)

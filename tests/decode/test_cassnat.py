@@ -112,6 +112,50 @@ def test_esa_is_deterministic_for_a_seed(overfit_model):
     assert [(h.tokens, h.score) for h in a] == [(h.tokens, h.score) for h in b]
 
 
+def _untrained_model() -> ASRModel:
+    """A random model: its CTC posteriors are flat, so ESA's samples disagree everywhere."""
+    torch.manual_seed(1)
+    cfg = ModelConfig(type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT)
+    return ASRModel(cfg, V).eval()
+
+
+@pytest.mark.parametrize("ranker", ["at", "nat"])
+def test_esa_grouping_does_not_change_hypotheses(ranker):
+    """The decoder and ranker run on groups of utterances (``max_rows``); each group is cut to
+    its own longest utterance. Any grouping gives what one pass over the batch gives."""
+    model = _untrained_model()
+    feats, lens, _, _ = _synthetic_batch()
+    with torch.no_grad():
+        enc = model.encode(feats, lens)
+        lp = model.ctc(enc.out)
+        runs = [
+            cassnat_search(model, enc.out, enc.lens, lp, num_samples=8, threshold=1.01,
+                           ranker=ranker, seed=2, max_rows=m)
+            for m in (None, 1, 8, 24)
+        ]
+    for r in runs[1:]:
+        assert [h.tokens for h in r] == [h.tokens for h in runs[0]]
+        assert [h.token_starts for h in r] == [h.token_starts for h in runs[0]]
+        assert [h.token_ends for h in r] == [h.token_ends for h in runs[0]]
+        assert [h.score for h in r] == pytest.approx([h.score for h in runs[0]], abs=1e-4)
+
+
+def test_esa_result_does_not_depend_on_the_batch():
+    """casnat decode seeds ESA per frame: an utterance decoded alone gets the hypothesis it gets
+    inside a padded batch (untrained model, all frames resampled: the K samples differ and the
+    ranker's choice depends on them)."""
+    model = _untrained_model()
+    feats, lens, _, _ = _synthetic_batch()
+    opts = DecodeOptions(mode="cassnat_esa", num_samples=8, threshold=1.01, seed=3)
+    batch = decode_batch(model, feats, lens, opts)
+    for i in range(len(UTTS)):
+        n = int(lens[i])
+        (alone,) = decode_batch(model, feats[i : i + 1, :n], lens[i : i + 1], opts)
+        assert alone.tokens == batch[i].tokens
+        assert alone.token_starts == batch[i].token_starts
+        assert alone.score == pytest.approx(batch[i].score, abs=1e-4)
+
+
 def test_mode_needs_its_head():
     model = ASRModel(ModelConfig(type="ctc", encoder=ENC), V)
     with pytest.raises(ValueError, match="needs a CASS-NAT decoder"):
@@ -138,9 +182,7 @@ def test_esa_dedup_gives_the_same_hypotheses(overfit_model, ranker, trained):
     The untrained model makes the K samples disagree, so the row bookkeeping is exercised."""
     model, (feats, lens, _, _) = overfit_model
     if not trained:
-        torch.manual_seed(1)
-        cfg = ModelConfig(type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT)
-        model = ASRModel(cfg, V).eval()
+        model = _untrained_model()
     a = _esa(model, feats, lens, dedup=True, ranker=ranker)
     b = _esa(model, feats, lens, dedup=False, ranker=ranker)
     assert [h.tokens for h in a] == [h.tokens for h in b]
@@ -167,11 +209,12 @@ def test_esa_dedup_decodes_each_distinct_path_once(overfit_model):
             enc = model.encode(feats, lens)
             lp = model.ctc(enc.out)
             esa = cassnat_search(model, enc.out, enc.lens, lp, num_samples=16, threshold=0.0)
+            esa_rows = {k: sum(v) for k, v in rows.items()}  # over the utterance groups
             greedy = cassnat_search(model, enc.out, enc.lens, lp, num_samples=1)
     finally:
         h1.remove()
         del model.at_decoder.score
-    assert rows["nat"][0] == len(UTTS) and rows["at"] == [len(UTTS)]
+    assert esa_rows == {"nat": len(UTTS), "at": len(UTTS)}
     assert [h.tokens for h in esa] == [h.tokens for h in greedy]
 
 
