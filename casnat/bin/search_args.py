@@ -28,7 +28,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ranker", default="auto", choices=("auto", "at", "nat"), help="cassnat_esa ranker"
     )
-    p.add_argument("--seed", type=int, default=0, help="cassnat_esa sampling seed")
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="cassnat_esa sampling seed (flips seeded per frame: same result in any batch)",
+    )
     p.add_argument(
         "--length-penalty",
         type=float,
