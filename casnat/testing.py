@@ -37,21 +37,36 @@ def fsdd_dir() -> Path | None:
     return d / "fsdd" if d is not None and (d / "fsdd" / "recordings").is_dir() else None
 
 
-def tiny_config(data_dir: Path, model_type: str = "ctc", **train_overrides) -> ExperimentConfig:
-    """A model small enough to train a few steps in seconds on a CPU."""
+def tiny_parts(
+    d_model: int = 64,
+    ffn_dim: int = 128,
+    conv_kernel: int = 7,
+    subsampling_channels: int | None = None,
+    num_mixed_layers: int = 1,
+) -> tuple[EncoderConfig, ATDecoderConfig, NATDecoderConfig]:
+    """Encoder, AT and NAT decoder configs of a tiny model (2 heads, 2 encoder layers, InterCTC
+    at layer 1, one decoder layer of each kind, no dropout): the sizes the tests train."""
     enc = EncoderConfig(
-        d_model=64,
+        d_model=d_model,
         num_heads=2,
-        ffn_dim=128,
+        ffn_dim=ffn_dim,
         num_layers=2,
-        conv_kernel=7,
+        conv_kernel=conv_kernel,
         dropout=0.0,
         inter_ctc_layer=1,
+        subsampling_channels=subsampling_channels,
     )
-    at = ATDecoderConfig(num_layers=1, num_heads=2, ffn_dim=128, dropout=0.0)
+    at = ATDecoderConfig(num_layers=1, num_heads=2, ffn_dim=ffn_dim, dropout=0.0)
     nat = NATDecoderConfig(
-        num_sa_layers=1, num_mixed_layers=1, num_heads=2, ffn_dim=128, dropout=0.0
+        num_sa_layers=1, num_mixed_layers=num_mixed_layers, num_heads=2, ffn_dim=ffn_dim,
+        dropout=0.0,
     )
+    return enc, at, nat
+
+
+def tiny_config(data_dir: Path, model_type: str = "ctc", **train_overrides) -> ExperimentConfig:
+    """A model small enough to train a few steps in seconds on a CPU."""
+    enc, at, nat = tiny_parts()
     model = ModelConfig(
         type=model_type,  # type: ignore[arg-type]
         encoder=enc,

@@ -111,7 +111,7 @@ def cassnat_search(
     generator: torch.Generator | None = None,
     dedup: bool = True,
     seed: int | None = None,
-    max_rows: int | None = 64,
+    max_frames: int | None = 8192,
 ) -> list[Hypothesis]:
     """Best hypothesis per utterance. ``num_samples=1`` is greedy-alignment CASS-NAT; >1 is ESA.
 
@@ -122,27 +122,43 @@ def cassnat_search(
     ``generator`` or ``seed`` drive the ESA coin flips (see :func:`sample_alignments`; with
     ``seed`` an utterance's result does not depend on the batch it is in).
 
-    The decoder and ranker run on groups of whole utterances of at most ``max_rows`` sampled
-    paths (``None``: the whole batch at once), each cut to its own longest utterance. Why: one
-    batch of B*K rows builds attention tensors far beyond the CPU caches, and measured on
-    synth_en (B = 32, K = 16) that made ESA's decoder ~1.7x slower per utterance than in groups
-    of a few utterances. The encoder and the sampling stay batched. Results do not depend on it.
+    The decoder and ranker run on groups of consecutive utterances whose sampled paths x
+    frames (each group cut to its own longest utterance) stay within ``max_frames``, one
+    utterance at least (``None``: the whole batch at once). Why: one batch of B*K paths builds
+    attention tensors far beyond the CPU caches; on synth_en (B = 32, K = 16, ~80 encoder
+    frames) that made ESA's decoder ~1.7x slower per utterance than groups of a few utterances.
+    A budget in frames rather than paths keeps short clips in large groups. The encoder and the
+    sampling stay batched. Results do not depend on the grouping.
     """
-    b = enc_out.size(0)
     k = num_samples
     paths = sample_alignments(
         ctc_log_probs, enc_lens, num_samples=k, threshold=threshold, generator=generator,
         seed=seed,
     )  # (B, K, T)
-    step = b if max_rows is None else max(1, max_rows // k)
     hyps: list[Hypothesis] = []
-    for i in range(0, b, step):
-        lens = enc_lens[i : i + step]
+    for i, j in _groups(enc_lens.tolist(), k, max_frames):
+        lens = enc_lens[i:j]
         t = max(1, int(lens.max()))  # this group's longest utterance (>= 1 frame)
-        hyps += _search_group(
-            model, enc_out[i : i + step, :t], lens, paths[i : i + step, :, :t], ranker, dedup
-        )
+        hyps += _search_group(model, enc_out[i:j, :t], lens, paths[i:j, :, :t], ranker, dedup)
     return hyps
+
+
+def _groups(lens: list[int], k: int, max_frames: int | None) -> list[tuple[int, int]]:
+    """Consecutive ``[i, j)`` utterance ranges with ``(j - i) * k * max(lens[i:j]) <=
+    max_frames`` (a single utterance may exceed it)."""
+    if max_frames is None:
+        return [(0, len(lens))] if lens else []
+    out: list[tuple[int, int]] = []
+    i, longest = 0, 0
+    for j, n in enumerate(lens):
+        longest_j = max(longest, n, 1)
+        if j > i and (j + 1 - i) * k * longest_j > max_frames:
+            out.append((i, j))
+            i, longest_j = j, max(n, 1)
+        longest = longest_j
+    if i < len(lens):
+        out.append((i, len(lens)))
+    return out
 
 
 def _search_group(

@@ -6,30 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from casnat.config import (
-    ATDecoderConfig,
-    EncoderConfig,
-    LossConfig,
-    ModelConfig,
-    NATDecoderConfig,
-)
-from casnat.decode.cassnat import cassnat_search
+from casnat.config import LossConfig, ModelConfig
+from casnat.decode.cassnat import _groups, cassnat_search
 from casnat.decode.runner import MODES, DecodeOptions, check_mode, decode_batch
 from casnat.models.asr import ASRModel, make_pad_mask
+from casnat.testing import tiny_parts
 
 V = 6  # 0 blank, 1 unk, 2..4 units, 5 sos/eos
-ENC = EncoderConfig(
-    d_model=48,
-    num_heads=2,
-    ffn_dim=96,
-    num_layers=2,
-    conv_kernel=5,
-    dropout=0.0,
-    inter_ctc_layer=1,
-    subsampling_channels=8,
-)
-AT = ATDecoderConfig(num_layers=1, num_heads=2, ffn_dim=96, dropout=0.0)
-NAT = NATDecoderConfig(num_sa_layers=1, num_mixed_layers=1, num_heads=2, ffn_dim=96, dropout=0.0)
+ENC, AT, NAT = tiny_parts(d_model=48, ffn_dim=96, conv_kernel=5, subsampling_channels=8)
 UTTS = [[2, 3, 4], [4, 2], [3, 3, 2], [4], [2, 4, 3, 2]]
 
 
@@ -121,7 +105,7 @@ def _untrained_model() -> ASRModel:
 
 @pytest.mark.parametrize("ranker", ["at", "nat"])
 def test_esa_grouping_does_not_change_hypotheses(ranker):
-    """The decoder and ranker run on groups of utterances (``max_rows``); each group is cut to
+    """The decoder and ranker run on groups of utterances (``max_frames``); each group is cut to
     its own longest utterance. Any grouping gives what one pass over the batch gives."""
     model = _untrained_model()
     feats, lens, _, _ = _synthetic_batch()
@@ -130,14 +114,28 @@ def test_esa_grouping_does_not_change_hypotheses(ranker):
         lp = model.ctc(enc.out)
         runs = [
             cassnat_search(model, enc.out, enc.lens, lp, num_samples=8, threshold=1.01,
-                           ranker=ranker, seed=2, max_rows=m)
-            for m in (None, 1, 8, 24)
+                           ranker=ranker, seed=2, max_frames=m)
+            for m in (None, 1, 8 * 40, 8 * 40 * 3)
         ]
     for r in runs[1:]:
         assert [h.tokens for h in r] == [h.tokens for h in runs[0]]
         assert [h.token_starts for h in r] == [h.token_starts for h in runs[0]]
         assert [h.token_ends for h in r] == [h.token_ends for h in runs[0]]
         assert [h.score for h in r] == pytest.approx([h.score for h in runs[0]], abs=1e-4)
+
+
+def test_groups_cover_the_batch_within_the_frame_budget():
+    lens = [30, 28, 28, 25, 90, 12, 12, 12, 12, 0]
+    for k, budget in [(4, 240), (16, 2000), (1, 50), (8, 10**6)]:
+        groups = _groups(lens, k, budget)
+        assert [i for i, _ in groups] == [0] + [j for _, j in groups[:-1]]  # consecutive
+        assert groups[-1][1] == len(lens)
+        for i, j in groups:
+            assert j - i == 1 or (j - i) * k * max(lens[i:j]) <= budget
+            if j < len(lens):  # closed only because the next utterance would not fit
+                assert (j + 1 - i) * k * max(lens[i : j + 1]) > budget
+    assert _groups(lens, 4, None) == [(0, len(lens))] and _groups([], 4, 100) == []
+    assert _groups([5, 5, 5], 2, 20) == [(0, 2), (2, 3)]
 
 
 def test_esa_result_does_not_depend_on_the_batch():

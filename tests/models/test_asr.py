@@ -5,21 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from casnat.config import ATDecoderConfig, EncoderConfig, ModelConfig, NATDecoderConfig
+from casnat.config import ModelConfig
 from casnat.models.asr import ASRModel, label_smoothing_loss
+from casnat.testing import tiny_parts
 
-ENC = EncoderConfig(
-    d_model=32,
-    num_heads=2,
-    ffn_dim=64,
-    num_layers=2,
-    conv_kernel=5,
-    dropout=0.0,
-    inter_ctc_layer=1,
-    subsampling_channels=8,
+ENC, AT, NAT = tiny_parts(
+    d_model=32, ffn_dim=64, conv_kernel=5, subsampling_channels=8, num_mixed_layers=2
 )
-AT = ATDecoderConfig(num_layers=1, num_heads=2, ffn_dim=64, dropout=0.0)
-NAT = NATDecoderConfig(num_sa_layers=1, num_mixed_layers=2, num_heads=2, ffn_dim=64, dropout=0.0)
 
 
 def _batch():
