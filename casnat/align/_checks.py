@@ -38,9 +38,16 @@ def as_log_probs(fn: str, log_probs: torch.Tensor) -> torch.Tensor:
 
 
 def as_lengths(
-    fn: str, name: str, lengths: torch.Tensor, batch: int, limit: int, device: torch.device
+    fn: str,
+    name: str,
+    lengths: torch.Tensor,
+    batch: int,
+    limit: int,
+    device: torch.device,
+    check_values: bool = True,
 ) -> torch.Tensor:
-    """Contiguous int64 ``(B,)`` lengths on ``device`` with values in ``[0, limit]``."""
+    """Contiguous int64 ``(B,)`` lengths on ``device`` with values in ``[0, limit]`` (the values
+    are checked unless ``check_values`` is False: the caller's kernel checks them itself)."""
     check(isinstance(lengths, torch.Tensor), fn, f"{name} must be a Tensor, got {type(lengths)}")
     check(
         lengths.dim() == 1 and lengths.size(0) == batch,
@@ -53,7 +60,7 @@ def as_lengths(
         f"{name} must be an integer tensor, got {lengths.dtype}",
     )
     lengths = lengths.detach().to(device=device, dtype=torch.int64).contiguous()
-    if batch:
+    if batch and check_values:
         lo, hi = int(lengths.min()), int(lengths.max())
         check(
             lo >= 0 and hi <= limit,

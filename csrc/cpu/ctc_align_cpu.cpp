@@ -174,10 +174,12 @@ std::tuple<at::Tensor, at::Tensor> ctc_viterbi_align_cpu(const at::Tensor& log_p
   const int64_t* tgt = targets.data_ptr<int64_t>();
   // Validate serially: exceptions must not escape an OpenMP region.
   for (int64_t b = 0; b < B; ++b) {
-    TORCH_CHECK(in_len[b] >= 0 && in_len[b] <= T, "ctc_viterbi_align: input_lengths[", b,
-                "] = ", in_len[b], " is outside [0, T = ", T, "]");
-    TORCH_CHECK(tg_len[b] >= 0 && tg_len[b] <= Umax, "ctc_viterbi_align: target_lengths[", b,
-                "] = ", tg_len[b], " is outside [0, U = ", Umax, "]");
+    // Same wording as the Python checks, which casnat.align skips for CPU tensors (see viterbi.py).
+    TORCH_CHECK(in_len[b] >= 0 && in_len[b] <= T, "ctc_viterbi_align: input_lengths must lie in [0, ",
+                T, "], got input_lengths[", b, "] = ", in_len[b]);
+    TORCH_CHECK(tg_len[b] >= 0 && tg_len[b] <= Umax,
+                "ctc_viterbi_align: target_lengths must lie in [0, ", Umax, "], got target_lengths[",
+                b, "] = ", tg_len[b]);
     for (int64_t u = 0; u < tg_len[b]; ++u) {
       const int64_t y = tgt[b * Umax + u];
       TORCH_CHECK(y >= 0 && y < V && y != blank, "ctc_viterbi_align: targets[", b, ", ", u,
