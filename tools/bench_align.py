@@ -99,7 +99,7 @@ def measure_interleaved(
 
     On a shared machine a neighbour's load comes and goes within seconds; timing the
     implementations one after the other lets one of them draw a loaded stretch and the other a
-    quiet one, which moved the cpp/numba ratio of the sub-millisecond rows between 2.0x and 4.1x
+    quiet one, which moved the cpp/numba ratio of the sub-millisecond rows between 1.8x and 4.1x
     from run to run. Each round calls every function once, so all of them sample the same
     stretches, and rounds go on until there are ``reps`` of them and ``min_seconds`` have passed
     (many rounds for fast rows).
