@@ -16,8 +16,8 @@ cpp op's throughput as a fraction of that memory-traffic floor at the measured r
 (``%floor`` = floor bytes / bandwidth / cpp time). That bandwidth is sequential; scattered lines
 come slower (page walks, adjacent-line fetches), so the table also times ``gather``: a numba
 loop that reads just the blank and target log-probs of every frame, in the op's order, and only
-adds them up (the op's reads without its work): ``gth/cpp`` near 1 means the op runs at the speed of
-reading its inputs on this machine. Rows with T < U have no valid path and are
+adds them up (the op's reads without its work); ``gth/cpp`` near 1 means the op runs at the
+speed of reading its inputs on this machine. Rows with T < U have no valid path and are
 skipped. Times are the fastest of at least ``--reps`` calls (the least disturbed on a shared
 machine), cpp and numba called in alternation for >= 0.3 s so that both sample the same load;
 memory is the rise of the resident-set high-water mark (VmHWM) during one call, after returning
@@ -117,10 +117,6 @@ def measure_interleaved(
     return {name: (best[name], peaks[name]) for name in fns}
 
 
-# ---------------------------------------------------------------------------------------------
-# Inputs (also generated, with the same code, inside the torchaudio venv).
-
-
 @functools.cache
 def _touch_kernel():
     """numba kernel that sums ``lp[b, t, cols[b, j]]`` over the band-free (t, j): the op's reads
@@ -148,6 +144,10 @@ def _gather_columns(lp: torch.Tensor, cols: torch.Tensor) -> None:
 
     _numba.sync_threads()
     _touch_kernel()(lp.numpy(), cols.numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs (also generated, with the same code, inside the torchaudio venv).
 
 
 def make_inputs(B, T, U, V, seed, device="cpu"):

@@ -79,15 +79,24 @@ def _prepare(
     return log_probs, input_lengths, targets, target_lengths
 
 
+def _call_op(*args):
+    """``torch.ops.casnat.ctc_viterbi_align``, its input checks raised as the Python ones are."""
+    try:
+        return torch.ops.casnat.ctc_viterbi_align(*args)
+    except RuntimeError as err:
+        msg = str(err).splitlines()[0] if str(err) else ""
+        if msg.startswith(f"{_FN}: "):
+            raise ValueError(msg) from None
+        raise
+
+
 def _run(log_probs, input_lengths, targets, target_lengths, blank: int, impl: str):
     """Run one implementation (``"cpp"`` or ``"numba"``) on already prepared inputs."""
     if impl == "cpp":
         dev = log_probs.device
         if _backend.has_kernel("ctc_viterbi_align", dev):
-            return torch.ops.casnat.ctc_viterbi_align(
-                log_probs, input_lengths, targets, target_lengths, blank
-            )
-        alignment, scores = torch.ops.casnat.ctc_viterbi_align(
+            return _call_op(log_probs, input_lengths, targets, target_lengths, blank)
+        alignment, scores = _call_op(
             log_probs.cpu(), input_lengths.cpu(), targets.cpu(), target_lengths.cpu(), blank
         )
         return alignment.to(dev), scores.to(dev)
@@ -147,12 +156,4 @@ def ctc_viterbi_align(
     prepared = _prepare(
         log_probs, input_lengths, targets, target_lengths, int(blank), check_values=not cpu_kernel
     )
-    if not cpu_kernel:
-        return _run(*prepared, int(blank), impl)
-    try:
-        return torch.ops.casnat.ctc_viterbi_align(*prepared, int(blank))
-    except RuntimeError as err:  # the kernel's value checks: raise them as the Python ones do
-        msg = str(err).splitlines()[0] if str(err) else ""
-        if msg.startswith(f"{_FN}: "):
-            raise ValueError(msg) from None
-        raise
+    return _run(*prepared, int(blank), impl)
