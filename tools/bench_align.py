@@ -8,7 +8,9 @@ utterances per second and peak extra resident memory of:
 * ``pyloop`` a per-utterance Viterbi with a Python loop over frames and per-utterance
              backtracking (the research code's approach; timed on a few utterances),
 * ``ta``     torchaudio.functional.forced_align, one utterance per call, when torchaudio imports
-             here or in the venv given by ``--torchaudio-python`` (torchaudio needs torch 2.9.x).
+             here or in the venv given by ``--torchaudio-python`` (torchaudio needs torch 2.9.x);
+             with ``--threads N`` a pool of N threads keeps N calls in flight (each runs on one
+             core and releases the GIL), so torchaudio uses as many cores as the casnat ops.
 
 It also counts the bytes the op must read (the 64-byte cache lines holding the log-probs of the
 labels in the band of live states of every frame, plus the int64 path it writes) and reports the
@@ -17,12 +19,16 @@ cpp op's throughput as a fraction of that memory-traffic floor at the measured r
 come slower (page walks, adjacent-line fetches), so the table also times ``gather``: a numba
 loop that reads just the blank and target log-probs of every frame, in the op's order, and only
 adds them up (the op's reads without its work); ``gth/cpp`` near 1 means the op runs at the
-speed of reading its inputs on this machine. Rows with T < U have no valid path and are
-skipped. Times are the fastest of at least ``--reps`` calls (the least disturbed on a shared
-machine), cpp and numba called in alternation for >= 0.3 s so that both sample the same load;
+speed of reading its inputs on this machine, and ``gth/ta`` (that loop's throughput over
+torchaudio's) is about the most that any implementation which reads those values could gain over
+torchaudio here. Rows with T < U have no valid path and are skipped. Times are the fastest of at
+least ``--reps`` calls (the least disturbed on a shared machine), cpp, numba, the gather loop and
+torchaudio called in alternation for >= ``--min-seconds`` (2 s) so that all sample the same load;
 memory is the rise of the resident-set high-water mark (VmHWM) during one call, after returning
-freed heap to the OS. When torchaudio runs, the path of utterance 0 of every configuration is
-compared with casnat's (same tie rule, so they must be identical).
+freed heap to the OS. torchaudio runs in a worker process (in the venv given by
+``--torchaudio-python``) that maps the same log-prob pages (a file in /dev/shm), so it reads the
+same memory in the same cache state as the casnat ops; the path of utterance 0 of every
+configuration is compared with casnat's (same tie rule, so they must be identical).
 
 With ``--device cuda`` (on a GPU machine) the table instead compares the CUDA op with torchaudio's
 CUDA forced_align (one utterance per call, the only batch size it takes) and with the cpp op on the
@@ -40,13 +46,14 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
-import inspect
 import json
 import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -70,6 +77,16 @@ def _malloc_trim() -> None:
         pass
 
 
+@dataclass
+class Remote:
+    """What a call returns when another process ran and timed the work (torchaudio's worker):
+    its own time and peak extra resident memory replace the caller's, which would count the
+    round trip and the wrong process."""
+
+    seconds: float
+    peak_mib: float
+
+
 def _first_call(fn) -> tuple[float, float]:
     """Time of one call in seconds and the peak extra resident memory in MiB during it."""
     _malloc_trim()  # hand freed heap back to the OS so that reused buffers count again
@@ -80,8 +97,10 @@ def _first_call(fn) -> tuple[float, float]:
     except OSError:
         base = -1
     t0 = time.perf_counter()
-    fn()
+    out = fn()
     dt = time.perf_counter() - t0
+    if isinstance(out, Remote):
+        return out.seconds, out.peak_mib
     peak = (_status_kb("VmHWM") - base) / 1024 if base >= 0 else float("nan")
     return dt, peak
 
@@ -111,8 +130,9 @@ def measure_interleaved(
     while rounds < max_rounds and (rounds < reps or time.perf_counter() - start < min_seconds):
         for name, fn in fns.items():
             t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            out = fn()
+            dt = out.seconds if isinstance(out, Remote) else time.perf_counter() - t0
+            best[name] = min(best[name], dt)
         rounds += 1
     return {name: (best[name], peaks[name]) for name in fns}
 
@@ -158,9 +178,6 @@ def make_inputs(B, T, U, V, seed, device="cpu"):
     targets = torch.randint(1, V, (B, U), generator=g, device=device)
     full = functools.partial(torch.full, (B,), dtype=torch.long, device=device)
     return lp, full(T), targets, full(U)
-
-
-MAKE_INPUTS = inspect.getsource(make_inputs)
 
 
 def python_loop_viterbi(lp: torch.Tensor, target: torch.Tensor, blank: int = 0) -> list[int]:
@@ -244,59 +261,114 @@ def _time(fn) -> float:
 # ---------------------------------------------------------------------------------------------
 # torchaudio, possibly in another venv.
 
-TA_SCRIPT = (
-    MAKE_INPUTS
-    + """
-import ctypes, functools, json, sys, time
+TA_SCRIPT = """
+import ctypes, json, sys, time
+from concurrent.futures import ThreadPoolExecutor
 import torch, torchaudio.functional as F
-torch.set_num_threads(int(sys.argv[2]))
+# forced_align takes one utterance and runs on one core; the op releases the GIL, so with N
+# threads N calls are kept in flight: torchaudio gets the cores the casnat ops get.
+workers = int(sys.argv[1])
+torch.set_num_threads(1)
+pool = ThreadPoolExecutor(workers) if workers > 1 else None
 def status_kb(field):
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
             return int(line.split()[1])
-for B, T, U, V, n in json.loads(sys.argv[1]):
-    lp, il, tg, tl = make_inputs(B, T, U, V, 0)
-    tg = tg.int()
-    path0, _ = F.forced_align(lp[:1], tg[:1], blank=0)
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    open("/proc/self/clear_refs", "w").write("5")
-    base = status_kb("VmRSS")
-    dt = float("inf")
-    for _ in range(3):  # fastest of 3 passes, as the casnat ops get their fastest call
-        t0 = time.perf_counter()
-        for b in range(n):
-            F.forced_align(lp[b:b + 1], tg[b:b + 1], blank=0)
-        dt = min(dt, time.perf_counter() - t0)
-    check = [float(lp[0].double().sum()), tg[0].tolist(), path0[0].tolist()]
-    print(json.dumps([B, T, U, V, n / dt, (status_kb("VmHWM") - base) / 1024, check]), flush=True)
-"""
-)
-
-
-def run_torchaudio(python: str | None, configs: list, threads: int) -> dict:
-    """{(T, U, V): (utt/s, peak MiB, [checksum of lp[0], targets[0], torchaudio path of utt 0])}
-    from torchaudio, in this interpreter or ``python``."""
-    if python is None:
+def reply(obj):
+    sys.stdout.write(json.dumps(obj) + "\\n")
+    sys.stdout.flush()
+reply("ready")
+lp = tg = None
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd[0] == "inputs":  # ["inputs", file, B, T, U, V, n, targets]: the parent's own pages
+        _, path, B, T, U, V, n, targets = cmd
+        lp = torch.from_file(path, shared=True, size=B * T * V, dtype=torch.float32).view(B, T, V)
+        tg = torch.tensor(targets, dtype=torch.int32)
+        path0, _ = F.forced_align(lp[:1], tg[:1], blank=0)
+        reply(path0[0].tolist())
+    else:  # ["pass"]: align the n utterances once, one per call
         try:
-            import torchaudio.functional  # noqa: F401
-        except Exception:  # torchaudio does not load with this torch
-            return {}
-        python = sys.executable
-    out = subprocess.run(
-        [python, "-c", TA_SCRIPT, json.dumps(configs), str(threads)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        print(f"# torchaudio run failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-    res = {}
-    for line in out.stdout.splitlines():
-        B, T, U, V, ups, mem, check = json.loads(line)
-        res[(T, U, V)] = (ups, mem, check)
-    return res
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        open("/proc/self/clear_refs", "w").write("5")
+        base = status_kb("VmRSS")
+        one = lambda b: F.forced_align(lp[b:b + 1], tg[b:b + 1], blank=0)
+        t0 = time.perf_counter()
+        if pool is None:
+            for b in range(n):
+                one(b)
+        else:
+            list(pool.map(one, range(n)))
+        reply([time.perf_counter() - t0, (status_kb("VmHWM") - base) / 1024])
+"""
+
+
+def shared_copy(x: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """``x`` copied into a file-backed shared mapping (in /dev/shm where it exists), and the
+    file's name: the torchaudio worker maps the same pages, so every implementation reads the
+    same memory, with the same cache and page-table state."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    fd, path = tempfile.mkstemp(prefix="casnat-bench-", suffix=".f32", dir=folder)
+    os.close(fd)
+    shared = torch.from_file(path, shared=True, size=x.numel(), dtype=x.dtype).view(x.shape)
+    shared.copy_(x)
+    return shared, path
+
+
+class TorchaudioWorker:
+    """torchaudio's forced_align in a long-lived process (its own venv when torchaudio does not
+    load with this torch), so that its passes are timed in the same alternating rounds as the
+    casnat ops: timed minutes apart, a neighbour's load had moved torchaudio's rate on one row
+    between 971 and 1850 utt/s from run to run."""
+
+    def __init__(self, python: str | None, threads: int) -> None:
+        self.proc: subprocess.Popen | None = None
+        if python is None:
+            try:
+                import torchaudio.functional  # noqa: F401
+            except Exception:  # torchaudio does not load with this torch
+                return
+            python = sys.executable
+        proc = subprocess.Popen(
+            [python, "-c", TA_SCRIPT, str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if proc.stdout is None or proc.stdout.readline().strip() != '"ready"':
+            err = proc.stderr.read().strip().splitlines()[-1:] if proc.stderr else []
+            print(f"# torchaudio not measured: {err}", file=sys.stderr)
+            proc.kill()
+            return
+        self.proc = proc
+
+    def _ask(self, cmd: list):
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("torchaudio worker died: " + (self.proc.stderr.read() or "")[-500:])
+        return json.loads(line)
+
+    def load(self, lp_file: str, lp: torch.Tensor, targets: torch.Tensor, n: int) -> list[int]:
+        """Point the worker at the row's log-probs (``shared_copy``'s file) and targets; returns
+        torchaudio's path of utterance 0."""
+        B, T, V = lp.shape
+        return self._ask(["inputs", lp_file, B, T, targets.size(1), V, n, targets.tolist()])
+
+    def run_pass(self) -> Remote:
+        """One pass over the row's n utterances, timed by the worker."""
+        dt, peak = self._ask(["pass"])
+        return Remote(dt, peak)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()  # the worker's loop ends at EOF
+            self.proc.wait(timeout=60)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,6 +495,14 @@ def main() -> None:
     p.add_argument("--V", type=int, nargs="+", default=[500, 5000])
     p.add_argument("--reps", type=int, default=7)
     p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help="time each row's alternating rounds for at least this long: neighbours' load on "
+        "this shared machine moved one op's rate by 40%% between back-to-back 0.3 s runs, and "
+        "the fastest round of a longer run is the least disturbed",
+    )
+    p.add_argument(
         "--pyloop-utts", type=int, default=2, help="utterances timed for the Python loop"
     )
     p.add_argument(
@@ -454,22 +534,18 @@ def main() -> None:
 
     B = args.batch
     configs = _configs(args)
-    feasible = [c for c in configs if c[0] >= c[1]]
-    ta = run_torchaudio(
-        args.torchaudio_python,
-        [[B, T, U, V, min(B, args.ta_utts)] for T, U, V in feasible],
-        args.threads,
-    )
+    ta = TorchaudioWorker(args.torchaudio_python, args.threads)
     bw = read_bandwidth()
     print(
         f"# B={B}, threads={args.threads}, backend available: cpp={_backend.HAS_CPP}; "
-        f"read bandwidth {bw / 1e9:.1f} GB/s; torchaudio: {'yes' if ta else 'not measured'}"
+        f"read bandwidth {bw / 1e9:.1f} GB/s; torchaudio: "
+        f"{'yes, ' + str(args.threads) + ' call(s) in flight' if ta.proc else 'not measured'}"
     )
     head = (
         f"{'T':>5} {'U':>4} {'V':>5} | {'cpp utt/s':>10} {'MiB':>6} | {'numba utt/s':>11} "
         f"{'MiB':>6} | {'pyloop utt/s':>12} {'MiB':>6} | {'ta utt/s':>9} {'MiB':>6} | "
         f"{'cpp/py':>7} {'cpp/nb':>6} {'cpp/ta':>6} | {'floor MB':>8} {'%floor':>6} "
-        f"{'gth/cpp':>7}"
+        f"{'gth/cpp':>7} {'gth/ta':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -479,15 +555,22 @@ def main() -> None:
             print(f"{T:>5} {U:>4} {V:>5} | n/a: T < U, no path exists")
             continue
         lp, il, tg, tl = make_inputs(B, T, U, V, 0)
+        lp, lp_file = shared_copy(lp)
         runs = {
             impl: functools.partial(ctc_viterbi_align, lp, il, tg, tl, impl=impl)
             for impl in (["cpp", "numba"] if _backend.HAS_CPP else ["numba"])
         }
         cols = torch.cat([torch.zeros(B, 1, dtype=torch.long), tg], dim=1)  # blank, targets
         runs["gather"] = functools.partial(_gather_columns, lp, cols)
+        n_ta = min(B, args.ta_utts)
+        ta_path0 = None
+        if ta.proc is not None:
+            ta_path0 = ta.load(lp_file, lp, tg, n_ta)
+            runs["ta"] = ta.run_pass
         for run in runs.values():
             run()  # warm-up (numba compiles on its first call)
-        impls = measure_interleaved(runs, args.reps)
+        impls = measure_interleaved(runs, args.reps, min_seconds=args.min_seconds)
+        os.unlink(lp_file)  # the mapping lives on until lp is freed
         n_py = min(B, args.pyloop_utts)
         ref, _ = ctc_viterbi_align(lp[:1], il[:1], tg[:1], tl[:1])
         assert python_loop_viterbi(lp[0], tg[0]) == ref[0].tolist(), "baseline disagrees"
@@ -497,21 +580,22 @@ def main() -> None:
         cpp_t, cpp_mem = impls.get("cpp", (float("nan"), float("nan")))
         nb_t, nb_mem = impls["numba"]
         cpp_ups, nb_ups = B / cpp_t, B / nb_t
-        ta_ups, ta_mem, check = ta.get((T, U, V), (float("nan"), float("nan"), None))
-        if check is not None:  # same inputs in both venvs? then the paths must be identical
-            if abs(check[0] - float(lp[0].double().sum())) < 1e-3 and check[1] == tg[0].tolist():
-                ali0, _ = ctc_viterbi_align(lp[:1], il[:1], tg[:1], tl[:1])
-                ta_agree.append(ali0[0].tolist() == check[2])
+        ta_ups, ta_mem = float("nan"), float("nan")
+        if ta_path0 is not None:  # same inputs, same tie rule: the paths must be identical
+            ta_ups, ta_mem = n_ta / impls["ta"][0], impls["ta"][1]
+            ta_agree.append(ref[0].tolist() == ta_path0)
         floor = traffic_floor_bytes(T, tg, V)
         frac = (floor / bw) / cpp_t
         print(
             f"{T:>5} {U:>4} {V:>5} | {cpp_ups:>10.0f} {cpp_mem:>6.2f} | {nb_ups:>11.0f} "
             f"{nb_mem:>6.2f} | {py_ups:>12.1f} {py_mem:>6.2f} | {ta_ups:>9.0f} {ta_mem:>6.2f} | "
             f"{cpp_ups / py_ups:>6.0f}x {cpp_ups / nb_ups:>5.1f}x {cpp_ups / ta_ups:>5.1f}x | "
-            f"{floor / 1e6:>8.1f} {100 * frac:>5.0f}% {impls['gather'][0] / cpp_t:>6.2f}x",
+            f"{floor / 1e6:>8.1f} {100 * frac:>5.0f}% {impls['gather'][0] / cpp_t:>6.2f}x "
+            f"{B / impls['gather'][0] / ta_ups:>5.1f}x",
             flush=True,
         )
-        del lp
+        del lp, runs
+    ta.close()
     if ta_agree:
         print(
             f"# torchaudio forced_align path == casnat path (utterance 0): "
