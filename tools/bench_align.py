@@ -21,9 +21,12 @@ loop that reads just the blank and target log-probs of every frame, in the op's 
 adds them up (the op's reads without its work); ``gth/cpp`` near 1 means the op runs at the
 speed of reading its inputs on this machine, and ``gth/ta`` (that loop's throughput over
 torchaudio's) is about the most that any implementation which reads those values could gain over
-torchaudio here. Rows with T < U have no valid path and are skipped. Times are the fastest of at
-least ``--reps`` calls (the least disturbed on a shared machine), cpp, numba, the gather loop and
-torchaudio called in alternation for >= ``--min-seconds`` (2 s) so that all sample the same load;
+torchaudio here. ``gen/cpp`` is the time of the op's general kernel over the op's (where the
+op runs its AVX-512 register kernel, U <= 127: that kernel's speed-up; about 1 on CPUs without
+AVX-512, where both are the general kernel). Rows with T < U have no valid path and are
+skipped. Times are the fastest of at least ``--reps`` calls (the least disturbed on a shared
+machine), cpp, numba, the general kernel, the gather loop and torchaudio called in alternation for
+>= ``--min-seconds`` (2 s) so that all sample the same load;
 memory is the rise of the resident-set high-water mark (VmHWM) during one call, after returning
 freed heap to the OS. torchaudio runs in a worker process (in the venv given by
 ``--torchaudio-python``) that maps the same log-prob pages (a file in /dev/shm), so it reads the
@@ -164,6 +167,24 @@ def _gather_columns(lp: torch.Tensor, cols: torch.Tensor) -> None:
 
     _numba.sync_threads()
     _touch_kernel()(lp.numpy(), cols.numpy())
+
+
+REGISTER_MAX_U = 127  # the C++ op's AVX-512 register kernel takes U <= 127 (ctc_align_cpu.cpp)
+
+
+def _general_kernel(lp, il, tg, tl):
+    """The C++ op with its register kernel switched off (read per call): the general kernel."""
+    from casnat.align import ctc_viterbi_align
+
+    old = os.environ.get("CASNAT_ALIGN_REGISTERS")
+    os.environ["CASNAT_ALIGN_REGISTERS"] = "0"
+    try:
+        return ctc_viterbi_align(lp, il, tg, tl, impl="cpp")
+    finally:
+        if old is None:
+            del os.environ["CASNAT_ALIGN_REGISTERS"]
+        else:
+            os.environ["CASNAT_ALIGN_REGISTERS"] = old
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,7 +566,7 @@ def main() -> None:
         f"{'T':>5} {'U':>4} {'V':>5} | {'cpp utt/s':>10} {'MiB':>6} | {'numba utt/s':>11} "
         f"{'MiB':>6} | {'pyloop utt/s':>12} {'MiB':>6} | {'ta utt/s':>9} {'MiB':>6} | "
         f"{'cpp/py':>7} {'cpp/nb':>6} {'cpp/ta':>6} | {'floor MB':>8} {'%floor':>6} "
-        f"{'gth/cpp':>7} {'gth/ta':>6}"
+        f"{'gth/cpp':>7} {'gth/ta':>6} | {'gen/cpp':>7}"
     )
     print(head)
     print("-" * len(head))
@@ -560,6 +581,8 @@ def main() -> None:
             impl: functools.partial(ctc_viterbi_align, lp, il, tg, tl, impl=impl)
             for impl in (["cpp", "numba"] if _backend.HAS_CPP else ["numba"])
         }
+        if _backend.HAS_CPP and U <= REGISTER_MAX_U:
+            runs["general"] = functools.partial(_general_kernel, lp, il, tg, tl)
         cols = torch.cat([torch.zeros(B, 1, dtype=torch.long), tg], dim=1)  # blank, targets
         runs["gather"] = functools.partial(_gather_columns, lp, cols)
         n_ta = min(B, args.ta_utts)
@@ -591,7 +614,8 @@ def main() -> None:
             f"{nb_mem:>6.2f} | {py_ups:>12.1f} {py_mem:>6.2f} | {ta_ups:>9.0f} {ta_mem:>6.2f} | "
             f"{cpp_ups / py_ups:>6.0f}x {cpp_ups / nb_ups:>5.1f}x {cpp_ups / ta_ups:>5.1f}x | "
             f"{floor / 1e6:>8.1f} {100 * frac:>5.0f}% {impls['gather'][0] / cpp_t:>6.2f}x "
-            f"{B / impls['gather'][0] / ta_ups:>5.1f}x",
+            f"{B / impls['gather'][0] / ta_ups:>5.1f}x | "
+            + (f"{impls['general'][0] / cpp_t:>6.2f}x" if "general" in impls else f"{'-':>7}"),
             flush=True,
         )
         del lp, runs

@@ -3,6 +3,9 @@
 CASS-NAT cuts the encoder output into token segments along this path in every training batch
 (see ``shared/CASSNAT.md``, "Alignment -> segments"), so it runs as one compiled, batched op
 (``torch.ops.casnat.ctc_viterbi_align``: C++/OpenMP on CPU, CUDA on GPU) with a numba fallback.
+On CPUs with AVX-512, targets of up to 127 labels take a kernel that keeps every state in vector
+registers (several times less work per frame than the general kernel, same paths and scores);
+``CASNAT_ALIGN_REGISTERS=0`` switches it off, e.g. to compare the two.
 
 Tie rule (the same in every backend, and the same as ``torchaudio.functional.forced_align``):
 when moves score equally, stay (state s) beats previous (s-1) beats skip (s-2), i.e. a move is

@@ -156,6 +156,47 @@ def test_cpp_equals_numba(B, T, V, U, seed, quantize):
     assert torch.equal(s_cpp, s_nb)
 
 
+@pytest.mark.skipif(not _backend.HAS_CPP, reason="casnat._C not built")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    B=st.integers(1, 5),
+    T=st.integers(1, 150),
+    V=st.sampled_from([3, 7, 40, 1500]),
+    U=st.sampled_from([0, 1, 2, 15, 16, 31, 32, 63, 64, 100, 127, 128, 140]),
+    seed=st.integers(0, 2**31 - 1),
+    quantize=st.booleans(),
+    repeats=st.booleans(),
+)
+def test_register_kernel_equals_general_kernel(B, T, V, U, seed, quantize, repeats):
+    """The AVX-512 register kernel (U <= 127) must give the general kernel's paths and scores
+    bit for bit, ties (quantized log-probs), repeated labels and every vector-count boundary
+    (U = 15/16, 31/32, 63/64, 127/128) included. Where the CPU lacks AVX-512 both runs take the
+    general kernel and the test holds trivially."""
+    g = torch.Generator().manual_seed(seed)
+    lp = torch.log_softmax(3 * torch.randn(B, T, V, generator=g), -1)
+    if quantize:  # many exact ties
+        lp = torch.round(lp)
+    in_lens = torch.randint(0, T + 1, (B,), generator=g)
+    in_lens[0] = T
+    tg_lens = torch.randint(0, U + 1, (B,), generator=g)
+    tg_lens[0] = U
+    tg = torch.randint(1, V, (B, U), generator=g)
+    if repeats and U >= 4:
+        tg[:, 1:4] = tg[:, :1]
+    a_reg, s_reg = ctc_viterbi_align(lp, in_lens, tg, tg_lens, impl="cpp")
+    old = os.environ.get("CASNAT_ALIGN_REGISTERS")
+    os.environ["CASNAT_ALIGN_REGISTERS"] = "0"
+    try:
+        a_gen, s_gen = ctc_viterbi_align(lp, in_lens, tg, tg_lens, impl="cpp")
+    finally:
+        if old is None:
+            del os.environ["CASNAT_ALIGN_REGISTERS"]
+        else:
+            os.environ["CASNAT_ALIGN_REGISTERS"] = old
+    assert torch.equal(a_reg, a_gen)
+    assert torch.equal(s_reg, s_gen)
+
+
 def test_matches_torchaudio_forced_align(impl):
     F = pytest.importorskip(
         "torchaudio.functional",
