@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from unittest import mock
 
 import numpy as np
 import torch
@@ -176,15 +177,8 @@ def _general_kernel(lp, il, tg, tl):
     """The C++ op with its register kernel switched off (read per call): the general kernel."""
     from casnat.align import ctc_viterbi_align
 
-    old = os.environ.get("CASNAT_ALIGN_REGISTERS")
-    os.environ["CASNAT_ALIGN_REGISTERS"] = "0"
-    try:
+    with mock.patch.dict(os.environ, {"CASNAT_ALIGN_REGISTERS": "0"}):
         return ctc_viterbi_align(lp, il, tg, tl, impl="cpp")
-    finally:
-        if old is None:
-            del os.environ["CASNAT_ALIGN_REGISTERS"]
-        else:
-            os.environ["CASNAT_ALIGN_REGISTERS"] = old
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,7 +570,8 @@ def main() -> None:
             print(f"{T:>5} {U:>4} {V:>5} | n/a: T < U, no path exists")
             continue
         lp, il, tg, tl = make_inputs(B, T, U, V, 0)
-        lp, lp_file = shared_copy(lp)
+        if ta.proc is not None:  # the worker maps these pages: every implementation reads them
+            lp, lp_file = shared_copy(lp)
         runs = {
             impl: functools.partial(ctc_viterbi_align, lp, il, tg, tl, impl=impl)
             for impl in (["cpp", "numba"] if _backend.HAS_CPP else ["numba"])
@@ -588,12 +583,14 @@ def main() -> None:
         n_ta = min(B, args.ta_utts)
         ta_path0 = None
         if ta.proc is not None:
-            ta_path0 = ta.load(lp_file, lp, tg, n_ta)
+            try:
+                ta_path0 = ta.load(lp_file, lp, tg, n_ta)
+            finally:  # both sides have mapped it; the pages go with the last mapping
+                os.unlink(lp_file)
             runs["ta"] = ta.run_pass
         for run in runs.values():
             run()  # warm-up (numba compiles on its first call)
         impls = measure_interleaved(runs, args.reps, min_seconds=args.min_seconds)
-        os.unlink(lp_file)  # the mapping lives on until lp is freed
         n_py = min(B, args.pyloop_utts)
         ref, _ = ctc_viterbi_align(lp[:1], il[:1], tg[:1], tl[:1])
         assert python_loop_viterbi(lp[0], tg[0]) == ref[0].tolist(), "baseline disagrees"
