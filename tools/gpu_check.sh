@@ -35,7 +35,7 @@ echo "built in $(($(date +%s) - start)) s"
 $py -c "import torch, casnat.align._backend as b; print('CUDA kernels:', b.has_kernel('ctc_viterbi_align', torch.device('cuda')))"
 
 echo "== tests"
-$py -m pytest -q -p no:cacheprovider -rs tests/align tests/decode/test_cuda.py 2>&1 | tee "$out/tests.log" || status=1
+$py -m pytest -q -p no:cacheprovider -rs tests/align tests/decode/test_cuda.py tests/train/test_cuda.py 2>&1 | tee "$out/tests.log" || status=1
 
 echo "== bench_align --device cuda"
 $py tools/bench_align.py --device cuda --threads "$(nproc)" 2>&1 | tee "$out/bench_align_cuda.txt" || status=1

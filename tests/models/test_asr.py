@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -71,3 +73,24 @@ def test_label_smoothing_loss_matches_definition():
     got = label_smoothing_loss(logp, targets, 0.1)
     want = 0.9 * -logp[0, 0, 1] + 0.1 * -logp[0, 0].mean()
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_losses_and_gradients_stay_finite_under_autocast(dtype):
+    """The trainer's AMP wraps this forward in autocast (CUDA); CPU autocast runs the same dtype
+    rules here, so masks, the Viterbi alignment on reduced-precision posteriors and the losses are
+    exercised without a GPU."""
+    cfg = ModelConfig(type="cassnat", encoder=ENC, nat_decoder=NAT, at_decoder=AT)
+    torch.manual_seed(0)
+    model = ASRModel(cfg, vocab_size=8)
+    batch = _batch()
+    ref = model(*batch)
+    with torch.autocast("cpu", dtype=dtype):
+        losses = model(*batch)
+    for part in ("total", "ctc", "inter_ctc", "ce", "inter_ce", "at"):
+        got, want = float(getattr(losses, part).detach()), float(getattr(ref, part).detach())
+        assert math.isfinite(got), part
+        assert abs(got - want) <= 0.05 * abs(want) + 0.05, (part, got, want)
+    losses.total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
