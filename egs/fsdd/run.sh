@@ -27,6 +27,8 @@ if [ $# -ne 1 ]; then
   exit 1
 fi
 corpus=$1
+# Relative to where the user ran us, not to the recipe dir we cd into.
+case $corpus in /*) ;; *) corpus=$PWD/$corpus ;; esac
 cd "$(dirname "$0")"
 exp=exp/$model
 mkdir -p data exp

@@ -30,6 +30,8 @@ if [ $# -ne 1 ]; then
   exit 1
 fi
 text=$1
+# Relative to where the user ran us, not to the recipe dir we cd into.
+case $text in /*) ;; *) text=$PWD/$text ;; esac
 cd "$(dirname "$0")"
 exp=exp/$model
 mkdir -p data exp
