@@ -46,8 +46,16 @@ def cleanup() -> None:
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over ranks (identity without a process group)."""
-    if dist.is_available() and dist.is_initialized():
-        values = values.clone()
-        dist.all_reduce(values)
-    return values
+    """Sum a tensor over ranks (identity without a process group).
+
+    nccl reduces only CUDA tensors, so under nccl a CPU tensor (the loss tallies and counters the
+    trainer keeps on the CPU) makes the round trip through this rank's GPU; the result is on the
+    device ``values`` came from.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    work = values.clone()
+    if dist.get_backend() == "nccl" and work.device.type != "cuda":
+        work = work.to(torch.device("cuda", torch.cuda.current_device()))
+    dist.all_reduce(work)
+    return work.to(values.device)

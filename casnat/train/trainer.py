@@ -49,6 +49,9 @@ class TrainState:
     step: int = 0  # optimizer steps so far
     batches_in_epoch: int = 0
     best_valid: float = math.inf
+    # Cuts of this rank dropped for unreadable audio. Counted from the batches, not the dataset
+    # object: with DataLoader workers each worker holds its own copy of the dataset.
+    skipped_audio: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state: Train
         "step": state.step,
         "batches_in_epoch": state.batches_in_epoch,
         "best_valid": state.best_valid,
+        "skipped_audio": _gather_ints(state.skipped_audio),
         "torch_rng": torch.get_rng_state(),
         "dataset_rng": _dataset_rng(sampler),
     }
@@ -196,7 +200,10 @@ def _train(
                 f"(now {info.world_size}) to keep the data order"
             )
         sampler.load_state_dict(samplers[info.rank])
-        state = TrainState(ck["epoch"], ck["step"], ck["batches_in_epoch"], ck["best_valid"])
+        skipped = ck.get("skipped_audio") or [0] * info.world_size
+        state = TrainState(
+            ck["epoch"], ck["step"], ck["batches_in_epoch"], ck["best_valid"], skipped[info.rank]
+        )
         torch.set_rng_state(ck["torch_rng"])
         gen = getattr(train_dataset, "generator", None)
         if gen is not None and ck.get("dataset_rng") is not None:
@@ -228,6 +235,7 @@ def _train(
         frames_window = 0
         t_window = time.monotonic()
         for batch in train_loader:
+            state.skipped_audio += batch.num_skipped
             if batch.feats.size(0) == 0:  # every cut of the batch had unreadable audio
                 continue
             if batch_log is not None:
@@ -270,7 +278,7 @@ def _train(
                     frames_per_s=rate,
                     grad_norm=float(grad_norm),
                     eta_s=_eta(state, tc, t_start, deadline, sampler),
-                    skipped=getattr(train_dataset, "num_skipped", 0),
+                    skipped=state.skipped_audio,
                 )
                 frames_window, t_window = 0, time.monotonic()
             if state.step % tc.checkpoint_every_steps == 0:
@@ -314,9 +322,10 @@ def _train(
         # Debug aid for the DDP test: every rank's final weights, to check that they agree.
         atomic_save(model.state_dict(), exp_dir / f"weights.rank{info.rank}.pt")
     minutes = (time.monotonic() - t_start) / 60
+    skipped_total = int(all_reduce_sum(torch.tensor([state.skipped_audio]))[0])
     logger.info(
         f"training finished: {state.step} steps, {state.epoch} epochs, {minutes:.1f} min, "
-        f"skipped audio files: {getattr(train_dataset, 'num_skipped', 0)}"
+        f"skipped audio files: {skipped_total} (cuts dropped for unreadable audio, all ranks)"
     )
     if info.world_size > 1:
         dist.barrier()
@@ -344,6 +353,15 @@ def _gather_sampler_states(sampler) -> list[dict]:
         dist.all_gather_object(out, sd)
         return out
     return [sd]
+
+
+def _gather_ints(value: int) -> list[int]:
+    """One int per rank, in rank order (``[value]`` without a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, value)
+        return [int(v) for v in out]
+    return [value]
 
 
 def _step_ckpts(exp_dir: Path) -> list[Path]:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import pytest
+import soundfile as sf
 import torch
+from lhotse import CutSet
 
 from casnat.testing import tiny_config
 from casnat.train.checkpoint import latest_checkpoint, load_checkpoint
 from casnat.train.trainer import train
+from tests.data.conftest import make_cut
 
 
 def _batches(exp: Path) -> list[str]:
@@ -68,3 +75,45 @@ def test_loss_decreases_when_training_on_real_speech(tiny_fsdd, tmp_path):
     first = float(lines[0].split("total=")[1].split()[0])
     last = float(lines[-1].split("total=")[1].split()[0])
     assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_bad_audio_is_skipped_named_and_counted_without_losing_data(
+    tiny_fsdd, tmp_path, num_workers
+):
+    """A corrupt, an empty and a missing wav among real training cuts (features on the fly): the
+    run finishes, the log names each file and counts 3 per epoch (also when a DataLoader worker,
+    with its own copy of the dataset, reads the audio), and every good cut is still trained on."""
+    good = CutSet.from_file(tiny_fsdd.parent / "manifests" / "cuts_train.jsonl.gz").to_eager()
+    corrupt, empty, missing = (tmp_path / f"{n}.wav" for n in ("corrupt", "empty", "missing"))
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 4)
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    bad = [make_cut(p, "one", sr=16000) for p in (corrupt, empty, missing)]
+    cuts = list(good)
+    for i, c in enumerate(bad):  # spread through the manifest
+        cuts.insert(1 + i * len(good) // 3, c)
+    train_cuts = tmp_path / "cuts_train_with_bad.jsonl.gz"
+    CutSet.from_cuts(cuts).to_file(train_cuts)
+
+    cfg = tiny_config(tiny_fsdd, max_epochs=2)
+    cfg = replace(
+        cfg,
+        data=replace(
+            cfg.data, train_cuts=str(train_cuts), on_the_fly_feats=True, num_workers=num_workers
+        ),
+    )
+    exp = tmp_path / "exp"
+    summary = train(cfg, exp, device="cpu", dump_batch_ids=True)
+    assert summary.epochs == 2
+    log = (exp / "train.log").read_text()
+    assert re.search(r"skipped audio files: 6\b", log)  # 3 bad files x 2 epochs
+    for name in ("corrupt.wav", "empty.wav", "missing.wav"):  # named once per epoch
+        assert sum("WARNING skipping cut:" in ln and name in ln for ln in log.splitlines()) == 2
+    for epoch in ("0", "1"):
+        seen = {
+            cut_id
+            for line in _batches(exp)
+            if line.split()[0] == epoch
+            for cut_id in line.split()[1:]
+        }
+        assert seen == {c.id for c in good}
