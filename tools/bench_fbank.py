@@ -4,7 +4,7 @@ Prints seconds of compute per hour of audio for each extractor and their ratio; 
 one is casnat's default (casnat.data.features.make_extractor). One thread, so the numbers
 are per core and comparable across machines with other jobs running.
 
-    python tools/bench_fbank.py [--wav-dir /work/shared/data/fsdd/recordings] [--minutes 2]
+    python tools/bench_fbank.py [--wav-dir ../shared/data/fsdd/recordings] [--minutes 2]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from scipy.signal import resample_poly
 
 from casnat.config import FeatureConfig
 from casnat.data.features import make_extractor
+from casnat.testing import fsdd_dir
 
 
 def load_clips(wav_dir: Path | None, minutes: float, sr: int = 16000) -> list[np.ndarray]:
@@ -55,7 +56,14 @@ def time_extractor(backend: str, clips: list[np.ndarray], repeats: int) -> float
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--wav-dir", type=Path, default=Path("/work/shared/data/fsdd/recordings"))
+    fsdd = fsdd_dir()
+    p.add_argument(
+        "--wav-dir",
+        type=Path,
+        default=fsdd / "recordings" if fsdd else None,
+        required=fsdd is None,
+        help="wav files to time (default: FSDD in $CASNAT_SHARED_DATA or ../shared/data)",
+    )
     p.add_argument("--minutes", type=float, default=2.0)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()

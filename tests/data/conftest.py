@@ -10,7 +10,10 @@ import soundfile as sf
 from lhotse import CutSet, Recording, SupervisionSegment
 from lhotse.cut import MonoCut
 
-FSDD = Path("/work/shared/data/fsdd/recordings")
+from casnat.testing import fsdd_dir
+
+# $CASNAT_SHARED_DATA or ../shared/data beside the checkout; tests that need it skip without it.
+FSDD = (fsdd_dir() or Path("shared-data-not-found/fsdd")) / "recordings"
 
 
 def make_cut(path: Path, text: str, sr: int | None = None) -> MonoCut:
