@@ -102,6 +102,22 @@ def test_average_select_on_missing_manifest_is_one_line(trained_exp, tmp_path, c
     assert not (tmp_path / "a.pt").exists()
 
 
+def test_decode_list_modes_reads_the_saved_config(tmp_path, capsys):
+    """No checkpoint needed: a CTC experiment lists only the CTC modes, and decode without
+    --cuts/--out-dir (and without --list-modes) is a one-line error."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    save_config(tiny_config(tmp_path, "ctc"), exp / "config.yaml")
+    assert main(["decode", "--exp-dir", str(exp), "--list-modes"]) == 0
+    assert capsys.readouterr().out.split() == ["ctc_greedy", "ctc_prefix_beam"]
+    assert main(["decode", "--exp-dir", str(exp)]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "--cuts" in err[0]
+    assert main(["decode", "--exp-dir", str(tmp_path / "none"), "--list-modes"]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "config.yaml" in err[0]
+
+
 @pytest.mark.parametrize(
     "mode", ["ctc_greedy", "ctc_prefix_beam", "at_beam", "cassnat", "cassnat_esa"]
 )

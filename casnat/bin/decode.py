@@ -19,10 +19,14 @@ from casnat.bin.search_args import (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
+    p.add_argument("--cuts", type=Path, help="lhotse cuts (with or without features)")
+    p.add_argument("--out-dir", type=Path)
     p.add_argument(
-        "--cuts", type=Path, required=True, help="lhotse cuts (with or without features)"
+        "--list-modes",
+        action="store_true",
+        help="print the modes this experiment's model can decode with (from its config.yaml) "
+        "and exit; recipes use it to pick their default modes",
     )
-    p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--max-duration", type=float, default=100.0, help="seconds of audio per batch")
     p.add_argument(
         "--batch-size",
@@ -39,6 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from casnat.decode.scoring import score_wer, write_report
     from casnat.errors import UserError
 
+    if args.list_modes:
+        from casnat.config import load_config
+        from casnat.decode.runner import supported_modes
+
+        print(" ".join(supported_modes(load_config(args.exp_dir / "config.yaml").model)))
+        return 0
+    if args.cuts is None or args.out_dir is None:
+        raise UserError("--cuts and --out-dir are required (unless --list-modes)")
     if not args.cuts.is_file():
         raise UserError(f"cuts manifest not found: {args.cuts}")
     rec = load_recognizer(args)

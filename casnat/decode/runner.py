@@ -16,11 +16,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from casnat.config import ModelConfig
 from casnat.decode.at_beam import at_beam_search
 from casnat.decode.cassnat import cassnat_search
 from casnat.decode.ctc import ctc_greedy_search, ctc_prefix_beam_search
 from casnat.decode.results import Hypothesis
-from casnat.models.asr import ASRModel, make_pad_mask
+from casnat.models.asr import ASRModel, has_at_decoder, has_nat_decoder, make_pad_mask
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ class DecodeOptions:
     # at_beam: finished hypotheses are ranked by sum log-prob / (tokens + 1) ** length_penalty;
     # 0 ranks by the raw sum, which favours ending early (the AT's usual deletion error).
     length_penalty: float = 0.0
+
+
+def supported_modes(cfg: ModelConfig) -> tuple[str, ...]:
+    """The modes a model of this config can decode with, in ``MODES`` order."""
+    needs = {"at_beam": has_at_decoder, "cassnat": has_nat_decoder, "cassnat_esa": has_nat_decoder}
+    return tuple(m for m in MODES if m not in needs or needs[m](cfg))
 
 
 def check_mode(model: ASRModel, mode: str) -> None:

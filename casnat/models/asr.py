@@ -75,6 +75,18 @@ def make_pad_mask(lens: Tensor, max_len: int) -> Tensor:
     return torch.arange(max_len, device=lens.device).unsqueeze(0) < lens.unsqueeze(1)
 
 
+
+def has_at_decoder(cfg: ModelConfig) -> bool:
+    """Whether a model of this config has an AT decoder (the ``at`` model, or a CASS-NAT model
+    with an ``at_decoder`` section as its ESA ranker). Decoders ask this of a saved config."""
+    return cfg.type == "at" or (cfg.type == "cassnat" and cfg.at_decoder is not None)
+
+
+def has_nat_decoder(cfg: ModelConfig) -> bool:
+    """Whether a model of this config has the TAE extractor and the CASS-NAT decoder."""
+    return cfg.type == "cassnat"
+
+
 class ASRModel(nn.Module):
     """CMVN -> encoder -> {CTC, InterCTC, AT decoder, TAE + NAT decoder}."""
 
@@ -92,13 +104,13 @@ class ASRModel(nn.Module):
         self.encoder = ConformerEncoder(cfg.encoder)
         self.ctc = CTCHead(d, vocab_size)
         self.at_decoder: ATDecoder | None = None
-        if cfg.type == "at" or (cfg.type == "cassnat" and cfg.at_decoder is not None):
+        if has_at_decoder(cfg):
             if cfg.at_decoder is None:
                 raise ValueError("model.type 'at' needs a model.at_decoder section")
             self.at_decoder = ATDecoder(cfg.at_decoder, d, vocab_size)
         self.tae: TAEExtractor | None = None
         self.nat_decoder: NATDecoder | None = None
-        if cfg.type == "cassnat":
+        if has_nat_decoder(cfg):
             if cfg.nat_decoder is None:
                 raise ValueError("model.type 'cassnat' needs a model.nat_decoder section")
             nd = cfg.nat_decoder

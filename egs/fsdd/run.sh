@@ -14,12 +14,13 @@ stage=0
 stop_stage=100
 model=cassnat          # conf/$model.yaml
 avg=5                  # average up to the last N epoch checkpoints; stage 3 picks how many on dev
-modes="ctc_greedy at_beam cassnat cassnat_esa"
+modes=auto             # decoding modes; auto: those of ctc_greedy at_beam cassnat cassnat_esa the model has
 bench_threads=2
 nj=2
 num_train=2000
 
 . "$(dirname "$0")/../parse_options.sh"
+. "$(dirname "$0")/../decode_modes.sh"
 
 if [ $# -ne 1 ]; then
   echo "usage: $0 [--stage N] [--stop-stage N] [--model NAME] [--modes '...'] <fsdd-dir>" >&2
@@ -63,6 +64,10 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   casnat average --exp-dir $exp --last $avg --out $exp/avg-dev.pt \
     --select-on data/fbank/cuts_dev.jsonl.gz data/fbank/cuts_dev_isolated.jsonl.gz \
     --select-modes $select_modes | tee $exp/avg_select.txt
+fi
+
+if [ "$modes" = auto ] && [ $stage -le 5 ] && [ $stop_stage -ge 4 ]; then
+  modes=$(decode_modes $exp)   # what the trained model can decode with
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then

@@ -22,12 +22,13 @@ data_dir=data          # manifests + features; relative paths other than "data" 
 exp_dir=               # default exp/cassnat_$config_name
 speed_perturb=auto     # auto: 0.9/1.0/1.1 copies for 100h, none for 960h; true | false
 avg=10                 # average the last N epoch checkpoints (CASSNAT.md)
-modes="ctc_greedy at_beam cassnat cassnat_esa"
+modes=auto             # decoding modes; auto: those of ctc_greedy at_beam cassnat cassnat_esa the model has
 test_sets="dev_clean dev_other test_clean test_other"
 num_samples=16         # cassnat_esa: K (the papers use 50 for 960h)
 nj=2                   # parallel jobs for manifests and features
 
 . "$(dirname "$0")/../parse_options.sh"
+. "$(dirname "$0")/../decode_modes.sh"
 
 if [ $# -ne 1 ]; then
   echo "usage: $0 [--stage N] [--stop-stage N] [--config-name 100h|960h] [--ngpu N] [--nj N]" >&2
@@ -102,6 +103,10 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "stage 3: average the last $avg epoch checkpoints"
   casnat average --exp-dir "$exp" --last $avg --out "$exp/avg-$avg.pt"
+fi
+
+if [ "$modes" = auto ] && [ $stage -le 5 ] && [ $stop_stage -ge 4 ]; then
+  modes=$(decode_modes "$exp")   # what the trained model can decode with
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
