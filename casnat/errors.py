@@ -9,3 +9,8 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Bad user input; the message names the file, key or argument and what was expected."""
+
+
+class UnsupportedModeError(UserError, ValueError):
+    """A decoding mode the model has no head for (at_beam without an AT decoder, cassnat without
+    the CASS-NAT decoder). A ValueError too, so callers that try modes in turn can catch it."""

@@ -118,6 +118,28 @@ def test_decode_list_modes_reads_the_saved_config(tmp_path, capsys):
     assert len(err) == 1 and "config.yaml" in err[0]
 
 
+def test_mode_the_model_lacks_is_one_line(tiny_fsdd, tmp_path, capsys):
+    """at_beam / cassnat on a CTC model: decode and transcribe name the mode and the modes the
+    model has, without a traceback, and write nothing."""
+    conf = tmp_path / "ctc.yaml"
+    save_config(tiny_config(tiny_fsdd, "ctc", max_steps=2, max_epochs=1), conf)
+    exp = tmp_path / "exp"
+    assert main(["train", "--config", str(conf), "--exp-dir", str(exp), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    cuts = str(tiny_fsdd / "cuts_test.jsonl.gz")
+    for mode in ("at_beam", "cassnat", "cassnat_esa"):
+        out = tmp_path / f"dec_{mode}"
+        argv = ["decode", "--exp-dir", str(exp), "--cuts", cuts, "--mode", mode]
+        assert main([*argv, "--out-dir", str(out)]) == 2
+        err = _err_lines(capsys)
+        assert len(err) == 1 and mode in err[0] and "ctc_greedy, ctc_prefix_beam" in err[0]
+        assert not out.exists()
+    wav = next((fsdd_dir() / "recordings").glob("*.wav"))
+    assert main(["transcribe", "--exp-dir", str(exp), "--mode", "at_beam", str(wav)]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "at_beam" in err[0]
+
+
 @pytest.mark.parametrize(
     "mode", ["ctc_greedy", "ctc_prefix_beam", "at_beam", "cassnat", "cassnat_esa"]
 )

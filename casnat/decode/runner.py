@@ -21,6 +21,7 @@ from casnat.decode.at_beam import at_beam_search
 from casnat.decode.cassnat import cassnat_search
 from casnat.decode.ctc import ctc_greedy_search, ctc_prefix_beam_search
 from casnat.decode.results import Hypothesis
+from casnat.errors import UnsupportedModeError
 from casnat.models.asr import ASRModel, has_at_decoder, has_nat_decoder, make_pad_mask
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,18 @@ def supported_modes(cfg: ModelConfig) -> tuple[str, ...]:
 def check_mode(model: ASRModel, mode: str) -> None:
     """Fail early, with the reason, when the model lacks the head a mode needs."""
     if mode not in MODES:
-        raise ValueError(f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})")
+        raise UnsupportedModeError(
+            f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})"
+        )
     if mode == "at_beam" and model.at_decoder is None:
-        raise ValueError(
-            f"mode 'at_beam' needs an AT decoder; this model is type '{model.cfg.type}'"
+        raise UnsupportedModeError(
+            f"mode 'at_beam' needs an AT decoder; this model (type '{model.cfg.type}') decodes "
+            f"with {', '.join(supported_modes(model.cfg))}"
         )
     if mode.startswith("cassnat") and model.nat_decoder is None:
-        raise ValueError(
-            f"mode '{mode}' needs a CASS-NAT decoder; this model is type '{model.cfg.type}'"
+        raise UnsupportedModeError(
+            f"mode '{mode}' needs a CASS-NAT decoder; this model (type '{model.cfg.type}') "
+            f"decodes with {', '.join(supported_modes(model.cfg))}"
         )
 
 
