@@ -31,7 +31,8 @@ RECIPES = {
 def _copy_recipe(root: Path, name: str) -> Path:
     egs = root / "egs"
     egs.mkdir()
-    shutil.copy(REPO_ROOT / "egs" / "parse_options.sh", egs)
+    for helper in (REPO_ROOT / "egs").glob("*.sh"):  # parse_options.sh, decode_modes.sh
+        shutil.copy(helper, egs)
     shutil.copytree(
         REPO_ROOT / "egs" / name, egs / name, ignore=shutil.ignore_patterns("data", "exp")
     )
