@@ -75,7 +75,6 @@ def make_pad_mask(lens: Tensor, max_len: int) -> Tensor:
     return torch.arange(max_len, device=lens.device).unsqueeze(0) < lens.unsqueeze(1)
 
 
-
 def has_at_decoder(cfg: ModelConfig) -> bool:
     """Whether a model of this config has an AT decoder (the ``at`` model, or a CASS-NAT model
     with an ``at_decoder`` section as its ESA ranker). Decoders ask this of a saved config."""

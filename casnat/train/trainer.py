@@ -116,7 +116,7 @@ def _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state: Train
         "step": state.step,
         "batches_in_epoch": state.batches_in_epoch,
         "best_valid": state.best_valid,
-        "skipped_audio": _gather_ints(state.skipped_audio),
+        "skipped_audio": _gather_per_rank(state.skipped_audio),
         "torch_rng": torch.get_rng_state(),
         "dataset_rng": _dataset_rng(sampler),
     }
@@ -347,20 +347,15 @@ def _dataset_rng(sampler) -> list[torch.Tensor] | None:
 
 def _gather_sampler_states(sampler) -> list[dict]:
     """Every rank's sampler position, so a resumed DDP run continues each shard where it was."""
-    sd = sampler.state_dict()
-    if dist.is_available() and dist.is_initialized():
-        out: list = [None] * dist.get_world_size()
-        dist.all_gather_object(out, sd)
-        return out
-    return [sd]
+    return _gather_per_rank(sampler.state_dict())
 
 
-def _gather_ints(value: int) -> list[int]:
-    """One int per rank, in rank order (``[value]`` without a process group)."""
+def _gather_per_rank(value):
+    """Every rank's ``value``, in rank order (``[value]`` without a process group)."""
     if dist.is_available() and dist.is_initialized():
         out: list = [None] * dist.get_world_size()
         dist.all_gather_object(out, value)
-        return [int(v) for v in out]
+        return out
     return [value]
 
 

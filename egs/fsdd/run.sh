@@ -59,8 +59,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   # How many checkpoints to average is chosen on held-out clips (connected dev and the same
   # clips in isolation), never on test.
   echo "stage 3: average the newest n <= $avg epoch checkpoints, n chosen on dev"
-  select_modes=ctc_greedy   # plus cassnat when the trained model is one (its saved config says)
-  grep -Eq '^ *type: *cassnat' $exp/config.yaml && select_modes="ctc_greedy cassnat"
+  select_modes=$(decode_modes $exp ctc_greedy cassnat)   # cassnat when the model has it
   casnat average --exp-dir $exp --last $avg --out $exp/avg-dev.pt \
     --select-on data/fbank/cuts_dev.jsonl.gz data/fbank/cuts_dev_isolated.jsonl.gz \
     --select-modes $select_modes | tee $exp/avg_select.txt

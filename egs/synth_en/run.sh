@@ -62,8 +62,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "stage 3: average the newest n <= $avg epoch checkpoints, n chosen on dev"
-  select_modes=ctc_greedy   # plus cassnat when the trained model is one (its saved config says)
-  grep -Eq '^ *type: *cassnat' $exp/config.yaml && select_modes="ctc_greedy cassnat"
+  select_modes=$(decode_modes $exp ctc_greedy cassnat)   # cassnat when the model has it
   casnat average --exp-dir $exp --last $avg --out $exp/avg-dev.pt \
     --select-on data/fbank/cuts_dev.jsonl.gz --select-modes $select_modes | tee $exp/avg_select.txt
 fi
