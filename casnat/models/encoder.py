@@ -100,6 +100,16 @@ class ConformerEncoder(nn.Module):
             for _ in range(cfg.num_layers)
         )
 
+    @property
+    def subsampling_factor(self) -> int:
+        """Feature frames per encoder frame (4): the one source of the encoder frame rate."""
+        return self.subsampling.factor
+
+    @property
+    def min_input_frames(self) -> int:
+        """Shortest input, in feature frames, that gives at least one encoder frame (7)."""
+        return self.subsampling.min_input_frames
+
     def forward(self, feats: Tensor, feat_lens: Tensor) -> EncoderOutput:
         """feats (N, T, F) float, feat_lens (N,) int64 -> EncoderOutput (out (N, T', D), ...)."""
         if feats.dim() != 3 or feats.size(-1) != self.cfg.input_dim:

@@ -26,6 +26,11 @@ def subsampled_lengths(lens: Tensor) -> Tensor:
 class Conv2dSubsampling4(nn.Module):
     """(N, T, F) features -> (N, T', D) frames at a quarter of the frame rate."""
 
+    #: Input frames per output frame: timestamps are ``frame * factor * frame_shift``.
+    factor = 4
+    #: Shortest input (feature frames) that yields one output frame.
+    min_input_frames = MIN_FRAMES
+
     def __init__(self, input_dim: int, d_model: int, channels: int | None = None) -> None:
         """``channels`` of the two conv layers (default ``d_model``, as in the Conformer paper).
 
