@@ -1,0 +1,81 @@
+"""Atomic file writes: a reader (or a crash) never sees a half-written file.
+
+Every output casnat writes (checkpoints, transcripts, hyp/ref/errors files, summaries, benchmark
+tables) goes through :func:`atomic_write`: the content is written to a temporary file in the
+target's directory, flushed to disk, and renamed over the target (``os.replace`` is atomic on
+POSIX). On any failure, including KeyboardInterrupt and a full disk, the temporary file is
+removed and the previous target, if any, is left untouched.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> atomic_write_text(d / "a.txt", "hello\\n")
+>>> (d / "a.txt").read_text()
+'hello\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w", fsync: bool = True) -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success rename it over ``path``.
+
+    ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``. Parent directories are created.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON (plus a newline) to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def atomic_write_with(path: str | Path, writer: Callable[[IO], None], binary: bool = True) -> None:
+    """Let ``writer(f)`` fill a temporary file, then rename it over ``path``."""
+    with atomic_write(path, "wb" if binary else "w") as f:
+        writer(f)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints, CMVN statistics)."""
+    import torch
+
+    atomic_write_with(path, lambda f: torch.save(obj, f))
+
+
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "atomic_write_with",
+]
