@@ -4,7 +4,7 @@ The search flags are derived from :class:`casnat.decode.modes.DecodeOptions`, th
 their defaults and help texts: each field ``max_len_ratio`` becomes ``--max-len-ratio`` with the
 field's type, default and ``metadata["help"]``; a ``Literal`` type gives the flag its choices,
 and ``metadata["choices"]`` (a callable) gives them at parser-build time (``--mode``: the modes
-registered in casnat.decode.modes).
+registered in casnat.decode.modes, each described in the help from ``metadata["choice_help"]``).
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ def _flag_kwargs(f: dataclasses.Field, hint: object) -> dict:
         raise TypeError(f"DecodeOptions.{f.name}: no CLI flag for type {hint!r}")
     if choices is not None:
         kwargs["choices"] = tuple(choices())
+    choice_help = f.metadata.get("choice_help")
+    if choice_help is not None:
+        described = "; ".join(f"{k}: {v}" for k, v in choice_help().items())
+        kwargs["help"] = f"{kwargs['help']} ({described})"
     kwargs["help"] += (" " if kwargs["help"] else "") + "(default: %(default)s)"
     return kwargs
 

@@ -27,6 +27,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from casnat.decode.runner import decode_batch
 from casnat.decode.scoring import score_wer
 from casnat.errors import UserError
 from casnat.profiling import PhaseRecorder
+
+if TYPE_CHECKING:
+    from casnat.inference import Recognizer
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ class Benchmark:
 
 # data -------------------------------------------------------------------------------------------
 def load_utterances(
-    cuts_path: Path, rec, max_utts: int | None, min_frames: int = 1
+    cuts_path: Path, rec: Recognizer, max_utts: int | None, min_frames: int = 1
 ) -> list[Utterance]:
     """Features of the first ``max_utts`` cuts, read (or computed from audio) into memory.
 
@@ -176,7 +180,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_setting(rec, batches: list, opts: DecodeOptions, frame_shift: float) -> Timing:
+def time_setting(rec: Recognizer, batches: list, opts: DecodeOptions, frame_shift: float) -> Timing:
     """Decode ``batches`` after one untimed warm-up batch; returns texts and decoding seconds."""
     dev = rec.device
     _, feats, lens = batches[0]
@@ -195,7 +199,7 @@ def time_setting(rec, batches: list, opts: DecodeOptions, frame_shift: float) ->
     return Timing(hyps, seconds, audio)
 
 
-def profile_setting(rec, batches: list, opts: DecodeOptions) -> dict[str, float]:
+def profile_setting(rec: Recognizer, batches: list, opts: DecodeOptions) -> dict[str, float]:
     """Seconds per recorded phase over ``batches``, plus ``total`` and the rest (``OTHER``).
 
     The phases are whatever the decoding code marks with ``casnat.profiling.phase``; each

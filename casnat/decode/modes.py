@@ -46,17 +46,26 @@ def _mode_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def _mode_descriptions() -> dict[str, str]:
+    return {name: m.description for name, m in _REGISTRY.items()}
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """Search options of every mode; each field becomes a CLI flag (``--max-len-ratio``).
 
     ``metadata["help"]`` is the flag's help text; ``metadata["choices"]``, when given, is a
-    callable returning the allowed values at parser-build time (the registered modes).
+    callable returning the allowed values at parser-build time (the registered modes), and
+    ``metadata["choice_help"]`` one returning a description of each.
     """
 
     mode: str = field(
         default="ctc_greedy",
-        metadata={"help": "decoding mode (see --list-modes)", "choices": _mode_names},
+        metadata={
+            "help": "decoding mode",
+            "choices": _mode_names,
+            "choice_help": _mode_descriptions,
+        },
     )
     beam: int = field(default=10, metadata={"help": "ctc_prefix_beam / at_beam beam size"})
     num_samples: int = field(default=16, metadata={"help": "cassnat_esa: K alignments"})

@@ -48,8 +48,8 @@ def decode_batch(
 
     An unknown mode, or one the model has no head for, is an ``UnsupportedModeError``.
     """
-    search = get_mode(opts.mode).search
     check_mode(model, opts.mode)
+    search = get_mode(opts.mode).search
     with phase("encoder"):
         enc = model.encode(feats, feat_lens)
     with phase("CTC head"):
