@@ -17,7 +17,8 @@ the phases the decoding code marks with :func:`casnat.profiling.phase` (encoder,
 CASS-NAT stages, AT decoder steps, ...), plus the rest (search bookkeeping).
 
 The modes come from the registry (:mod:`casnat.decode.modes`); by default those the recipes
-decode with. A mode the model has no head for is skipped with a warning.
+decode with. A mode the model has no head for is skipped with a warning; an unknown one is an
+error naming the registered modes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from casnat.decode.modes import DecodeOptions, check_mode, recipe_default_modes
+from casnat.decode.modes import DecodeOptions, check_mode, get_mode, recipe_default_modes
 from casnat.decode.runner import decode_batch
 from casnat.decode.scoring import score_wer
 from casnat.errors import UserError
@@ -264,6 +265,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> Benchmark:
     """Load the model and the utterances once, then time and score every usable mode."""
     from casnat.inference import load_model
 
+    for mode in cfg.modes:  # a misspelt mode is an error naming the known ones, not a skip
+        get_mode(mode)
     rec = load_model(cfg.exp_dir, cfg.checkpoint, cfg.device)
     frame_shift = rec.cfg.features.frame_shift
     utts = load_utterances(cfg.cuts, rec, cfg.max_utts, rec.model.encoder.min_input_frames)

@@ -92,3 +92,12 @@ def test_make_batches_respects_limits() -> None:
     assert [[u.cut_id for u in g] for g, _, _ in batches] == [["u1"], ["u3", "u0"], ["u2"]]
     _, feats, lens = batches[1]
     assert feats.shape == (2, 60, 80) and lens.tolist() == [60, 50]
+
+
+def test_unknown_mode_is_one_line_naming_the_known_ones(bench_inputs, capsys) -> None:
+    exp, cuts = bench_inputs
+    rc = main(["bench-decode", "--exp-dir", str(exp), "--cuts", str(cuts),
+               "--modes", "ctc_greedy", "cassnet"])
+    assert rc == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "'cassnet'" in err[0] and "cassnat_esa" in err[0]
