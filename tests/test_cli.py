@@ -18,6 +18,14 @@ def _err_lines(capsys) -> list[str]:
     return [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
 
 
+def test_docstring_lists_every_subcommand():
+    import casnat.cli
+
+    for name in casnat.cli.COMMANDS:
+        assert f"    casnat {name} " in casnat.cli.__doc__, name
+    assert "bench-decode" in casnat.cli.COMMANDS
+
+
 def test_missing_config_file_is_one_line(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "nope.yaml"), "--exp-dir", str(tmp_path)]) == 2
     err = _err_lines(capsys)
@@ -110,6 +118,12 @@ def test_decode_list_modes_reads_the_saved_config(tmp_path, capsys):
     save_config(tiny_config(tmp_path, "ctc"), exp / "config.yaml")
     assert main(["decode", "--exp-dir", str(exp), "--list-modes"]) == 0
     assert capsys.readouterr().out.split() == ["ctc_greedy", "ctc_prefix_beam"]
+    # the recipes' default set (casnat.decode.modes: ctc_prefix_beam is not a recipe default)
+    assert main(["decode", "--exp-dir", str(exp), "--list-modes", "--recipe-defaults"]) == 0
+    assert capsys.readouterr().out.split() == ["ctc_greedy"]
+    assert main(["decode", "--exp-dir", str(exp), "--recipe-defaults"]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "--list-modes" in err[0]
     assert main(["decode", "--exp-dir", str(exp)]) == 2
     err = _err_lines(capsys)
     assert len(err) == 1 and "--cuts" in err[0]

@@ -6,7 +6,6 @@ Prints WER/CER (jiwer) and the decoding speed (RTF, utterances per second).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from casnat.bin.search_args import (
@@ -25,7 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--list-modes",
         action="store_true",
         help="print the modes this experiment's model can decode with (from its config.yaml) "
-        "and exit; recipes use it to pick their default modes",
+        "and exit; recipes use it to pick their modes",
+    )
+    p.add_argument(
+        "--recipe-defaults",
+        action="store_true",
+        help="with --list-modes: only the modes recipes decode with by default "
+        "(as casnat.decode.modes declares them)",
     )
     p.add_argument("--max-duration", type=float, default=100.0, help="seconds of audio per batch")
     p.add_argument(
@@ -38,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from casnat.atomic import atomic_write_json
     from casnat.data.loader import make_eval_loader
     from casnat.decode.runner import decode_loader
     from casnat.decode.scoring import score_wer, write_report
@@ -47,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
         from casnat.config import load_config
         from casnat.decode.runner import supported_modes
 
-        print(" ".join(supported_modes(load_config(args.exp_dir / "config.yaml").model)))
+        cfg = load_config(args.exp_dir / "config.yaml").model
+        print(" ".join(supported_modes(cfg, recipe_defaults_only=args.recipe_defaults)))
         return 0
+    if args.recipe_defaults:
+        raise UserError("--recipe-defaults goes with --list-modes")
     if args.cuts is None or args.out_dir is None:
         raise UserError("--cuts and --out-dir are required (unless --list-modes)")
     if not args.cuts.is_file():
@@ -77,9 +86,7 @@ def run(args: argparse.Namespace) -> int:
         "audio_s": run_.audio_seconds,
         "decode_s": run_.decode_seconds,
     }
-    tmp = args.out_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(args.out_dir / "summary.json")
+    atomic_write_json(args.out_dir / "summary.json", summary, indent=1)
     print(
         f"{args.cuts.name} mode={opts.mode}: WER {100 * report.wer:.2f}% "
         f"CER {100 * report.cer:.2f}% ({len(run_.hyps)} utts) "

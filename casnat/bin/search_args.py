@@ -1,8 +1,18 @@
-"""Search options shared by ``casnat decode`` and ``casnat transcribe``."""
+"""Flags shared by ``casnat decode``, ``transcribe`` and ``bench-decode``.
+
+The search flags are derived from :class:`casnat.decode.modes.DecodeOptions`, the one home of
+their defaults and help texts: each field ``max_len_ratio`` becomes ``--max-len-ratio`` with the
+field's type, default and ``metadata["help"]``; a ``Literal`` type gives the flag its choices,
+and ``metadata["choices"]`` (a callable) gives them at parser-build time (``--mode``: the modes
+registered in casnat.decode.modes, each described in the help from ``metadata["choice_help"]``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -18,40 +28,56 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
 
 
-def add_search_arguments(p: argparse.ArgumentParser) -> None:
-    from casnat.decode.runner import MODES
-
-    p.add_argument("--mode", default="ctc_greedy", choices=MODES)
-    p.add_argument("--beam", type=int, default=10, help="ctc_prefix_beam / at_beam beam size")
-    p.add_argument("--num-samples", type=int, default=16, help="cassnat_esa: K alignments")
-    p.add_argument("--threshold", type=float, default=0.9, help="cassnat_esa: resampling threshold")
-    p.add_argument(
-        "--ranker", default="auto", choices=("auto", "at", "nat"), help="cassnat_esa ranker"
-    )
-    p.add_argument(
-        "--seed", type=int, default=0,
-        help="cassnat_esa sampling seed (flips seeded per frame: same result in any batch)",
-    )
-    p.add_argument(
-        "--length-penalty",
-        type=float,
-        default=0.0,
-        help="at_beam: rank finished hypotheses by log-prob / (tokens + 1) ** this (0 = raw sum)",
-    )
+def flag_name(field_name: str) -> str:
+    """``max_len_ratio`` -> ``--max-len-ratio``."""
+    return "--" + field_name.replace("_", "-")
 
 
-def search_options(args: argparse.Namespace):
-    from casnat.decode.runner import DecodeOptions
+def _flag_kwargs(f: dataclasses.Field, hint: object) -> dict:
+    kwargs: dict = {"default": f.default, "help": f.metadata.get("help", "")}
+    choices = f.metadata.get("choices")
+    if typing.get_origin(hint) is typing.Literal:
+        values = typing.get_args(hint)
+        kwargs.update(type=type(values[0]), choices=values)
+    elif hint is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif hint in (int, float, str):
+        kwargs["type"] = hint
+    else:
+        raise TypeError(f"DecodeOptions.{f.name}: no CLI flag for type {hint!r}")
+    if choices is not None:
+        kwargs["choices"] = tuple(choices())
+    choice_help = f.metadata.get("choice_help")
+    if choice_help is not None:
+        described = "; ".join(f"{k}: {v}" for k, v in choice_help().items())
+        kwargs["help"] = f"{kwargs['help']} ({described})"
+    kwargs["help"] += (" " if kwargs["help"] else "") + "(default: %(default)s)"
+    return kwargs
 
-    return DecodeOptions(
-        mode=args.mode,
-        beam=args.beam,
-        num_samples=args.num_samples,
-        threshold=args.threshold,
-        ranker=args.ranker,
-        seed=args.seed,
-        length_penalty=args.length_penalty,
-    )
+
+def add_search_arguments(p: argparse.ArgumentParser, exclude: Iterable[str] = ()) -> None:
+    """One flag per ``DecodeOptions`` field, except those named in ``exclude``."""
+    from casnat.decode.modes import DecodeOptions
+
+    hints = typing.get_type_hints(DecodeOptions)
+    skip = set(exclude)
+    for f in dataclasses.fields(DecodeOptions):
+        if f.name not in skip:
+            p.add_argument(flag_name(f.name), dest=f.name, **_flag_kwargs(f, hints[f.name]))
+
+
+def search_options(args: argparse.Namespace, **overrides):
+    """The ``DecodeOptions`` the parsed flags describe (fields not on ``args`` keep their
+    defaults; ``overrides``, e.g. ``mode=...``, win)."""
+    from casnat.decode.modes import DecodeOptions
+
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(DecodeOptions)
+        if hasattr(args, f.name)
+    }
+    values.update(overrides)
+    return DecodeOptions(**values)
 
 
 def load_recognizer(args: argparse.Namespace):

@@ -7,9 +7,7 @@ the exit status is 1 if any file failed.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from casnat.bin.search_args import (
@@ -73,11 +71,9 @@ def run(args: argparse.Namespace) -> int:
             for t in r.tokens:
                 print(f"  {t.start:7.2f} {t.end:7.2f} {t.confidence:.3f} {t.token}")
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=args.output.parent, prefix=f".{args.output.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + ("\n" if lines else ""))
-        os.replace(tmp, args.output)
+        from casnat.atomic import atomic_write_text
+
+        atomic_write_text(args.output, "\n".join(lines) + ("\n" if lines else ""))
     if failed:
         print(f"casnat transcribe: {failed} of {len(items)} files failed", file=sys.stderr)
     return 1 if failed else 0

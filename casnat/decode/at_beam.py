@@ -32,6 +32,7 @@ from torch import Tensor
 
 from casnat.decode.results import Hypothesis
 from casnat.nn.attention import index_kv
+from casnat.profiling import phase
 
 __all__ = ["StepDecoder", "at_beam_search", "at_greedy_search"]
 
@@ -132,7 +133,11 @@ def at_beam_search(
     memory_kv = getattr(decoder, "memory_kv", None)
     # With projected keys/values per row the decoder never reads ``memory``, so it is not copied
     # per row (nor shrunk below) for such a decoder.
-    mem_kv = None if memory_kv is None else index_kv(memory_kv(memory), row_utt)
+    if memory_kv is None:
+        mem_kv = None
+    else:
+        with phase("source keys/values (once per utterance)"):
+            mem_kv = index_kv(memory_kv(memory), row_utt)
     mem = memory.index_select(0, row_utt) if mem_kv is None else memory
     max_len_active = torch.tensor(max_lens, device=device)  # (A,)
     ys = torch.full((n * beam, 1), sos, dtype=torch.long, device=device)  # (M, l)
@@ -144,10 +149,13 @@ def at_beam_search(
 
     for step in range(max(max_lens) + 1):
         a = len(active)
-        if mem_kv is None:
-            logp, cache = decoder.step(ys, mem, mask, cache)  # (A * beam, V)
-        else:
-            logp, cache = decoder.step(ys, mem, mask, cache, mem_kv=mem_kv)  # type: ignore[call-arg]
+        with phase("AT decoder steps"):
+            if mem_kv is None:
+                logp, cache = decoder.step(ys, mem, mask, cache)  # (A * beam, V)
+            else:
+                logp, cache = decoder.step(  # type: ignore[call-arg]
+                    ys, mem, mask, cache, mem_kv=mem_kv
+                )
         logp = logp.float()
         v = logp.shape[-1]
         forced = max_len_active <= step  # (A,)
@@ -261,7 +269,8 @@ def at_greedy_search(
     lengths = torch.zeros(n, dtype=torch.long, device=device)  # tokens before eos
     cache: list[Tensor] | None = None
     for step in range(int(max_lens_t.max()) + 1 if n else 0):
-        logp, cache = decoder.step(ys, memory, memory_mask, cache)  # (N, V)
+        with phase("AT decoder steps"):
+            logp, cache = decoder.step(ys, memory, memory_mask, cache)  # (N, V)
         logp = logp.float()
         forced = max_lens_t <= step
         lp_eos = logp[:, eos]

@@ -42,3 +42,17 @@ def test_missing_experiment_fails_with_its_path(tmp_path):
         ["bash", "-c", script, str(tmp_path / "nope")], capture_output=True, text=True, timeout=120
     )
     assert out.returncode != 0 and "nope" in out.stderr
+
+
+def test_given_modes_are_kept_in_order_if_the_model_has_them(tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    save_config(tiny_config(tmp_path, "ctc"), exp / "config.yaml")
+    script = f'. "{REPO_ROOT / "egs" / "decode_modes.sh"}" && decode_modes "$0" ' + (
+        "ctc_prefix_beam at_beam ctc_greedy cassnat"
+    )
+    out = subprocess.run(
+        ["bash", "-c", script, str(exp)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ctc_prefix_beam ctc_greedy"
