@@ -6,9 +6,9 @@
 #
 # Usage: bash tools/gpu_check.sh OUT_DIR [RECIPE_DIR]
 #   RECIPE_DIR (e.g. egs/synth_en) with exp/cassnat and data/fbank/cuts_test.jsonl.gz: also time
-#   every decoding mode on the GPU with tools/bench_decode.py.
+#   every decoding mode on the GPU with `casnat bench-decode`.
 # Env: PYTHON (default python3), TORCH_CUDA_ARCH_LIST (default 9.0), MAX_JOBS (default 16),
-#   BENCH_UTTS (default 100) and BENCH_DECODE_ARGS (e.g. --profile) for bench_decode.
+#   BENCH_UTTS (default 100) and BENCH_DECODE_ARGS (e.g. --profile) for bench-decode.
 set -u -o pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR [RECIPE_DIR]}
 recipe=${2:-}
@@ -41,8 +41,8 @@ echo "== bench_align --device cuda"
 $py tools/bench_align.py --device cuda --threads "$(nproc)" 2>&1 | tee "$out/bench_align_cuda.txt" || status=1
 
 if [[ -n $recipe ]]; then
-  echo "== bench_decode on $recipe"
-  (cd "$recipe" && $py "$root/tools/bench_decode.py" --exp-dir exp/cassnat \
+  echo "== casnat bench-decode on $recipe"
+  (cd "$recipe" && $py -m casnat.cli bench-decode --exp-dir exp/cassnat \
     --cuts data/fbank/cuts_test.jsonl.gz --device cuda --max-utts "${BENCH_UTTS:-100}" \
     --out "$out/bench_decode_cuda.md" ${BENCH_DECODE_ARGS:-} 2>&1 | tee "$out/bench_decode_cuda.log") || status=1
 fi
