@@ -1,10 +1,11 @@
-"""Conformer encoder: conv2d subsampling x4, then Conformer blocks.
+"""Conformer encoder: conv2d subsampling x4, then Conformer blocks (registered as ``conformer``).
 
 Each block: half-step macaron Swish FFN, relative-position MHSA, convolution module, second
 half-step FFN, LayerNorm (Gulati et al., 2020). All sub-modules are pre-norm with residuals.
 
 >>> import torch
 >>> from casnat.config import EncoderConfig
+from casnat.models.encoder import EncoderOutput
 >>> enc = ConformerEncoder(EncoderConfig(d_model=16, num_heads=2, ffn_dim=32, num_layers=2))
 >>> o = enc(torch.zeros(2, 50, 80), torch.tensor([50, 30]))
 >>> o.out.shape, o.lens.tolist()
@@ -13,38 +14,18 @@ half-step FFN, LayerNorm (Gulati et al., 2020). All sub-modules are pre-norm wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from torch import Tensor, nn
 
 from casnat.config import EncoderConfig
+from casnat.models.encoder import EncoderOutput
 from casnat.nn.attention import RelPositionMultiHeadAttention
 from casnat.nn.convolution import ConvolutionModule
 from casnat.nn.feed_forward import FeedForward
 from casnat.nn.masks import lengths_to_mask
 from casnat.nn.positional import RelPositionalEncoding
 from casnat.nn.subsampling import Conv2dSubsampling4
-
-
-@dataclass
-class EncoderOutput:
-    """Encoder result.
-
-    Attributes:
-        out: (N, T', D) final layer output.
-        lens: (N,) valid frames per utterance.
-        inter: (N, T', D) output of layer ``cfg.inter_ctc_layer`` (InterCTC), or None.
-    """
-
-    out: Tensor
-    lens: Tensor
-    inter: Tensor | None = None
-
-    @property
-    def mask(self) -> Tensor:
-        """(N, T') bool, True = valid frame."""
-        return lengths_to_mask(self.lens, self.out.size(1))
 
 
 class ConformerBlock(nn.Module):
@@ -82,7 +63,10 @@ class ConformerBlock(nn.Module):
 
 
 class ConformerEncoder(nn.Module):
-    """(N, T, F) features + lengths -> ``EncoderOutput`` at a quarter of the frame rate."""
+    """(N, T, F) features + lengths -> ``EncoderOutput`` at a quarter of the frame rate.
+
+    Implements :class:`casnat.models.encoder.Encoder`.
+    """
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
@@ -99,6 +83,11 @@ class ConformerEncoder(nn.Module):
             )
             for _ in range(cfg.num_layers)
         )
+
+    @property
+    def d_model(self) -> int:
+        """Width D of the output frames."""
+        return self.cfg.d_model
 
     @property
     def subsampling_factor(self) -> int:
@@ -127,4 +116,4 @@ class ConformerEncoder(nn.Module):
         return EncoderOutput(out=x, lens=lens, inter=inter)
 
 
-__all__ = ["ConformerBlock", "ConformerEncoder", "EncoderOutput"]
+__all__ = ["ConformerBlock", "ConformerEncoder"]
