@@ -5,7 +5,6 @@ half-step FFN, LayerNorm (Gulati et al., 2020). All sub-modules are pre-norm wit
 
 >>> import torch
 >>> from casnat.config import EncoderConfig
-from casnat.models.encoder import EncoderOutput
 >>> enc = ConformerEncoder(EncoderConfig(d_model=16, num_heads=2, ffn_dim=32, num_layers=2))
 >>> o = enc(torch.zeros(2, 50, 80), torch.tensor([50, 30]))
 >>> o.out.shape, o.lens.tolist()
