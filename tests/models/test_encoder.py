@@ -1,6 +1,6 @@
 """casnat.models.encoder: the Encoder protocol, the registry ``model.encoder.type`` selects from,
 and an encoder with another frame rate (registered by this test alone) flowing through training,
-and every decoding mode."""
+every decoding mode and the timestamps."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from torch import Tensor, nn
 from casnat.config import (
     ConfigError,
     EncoderConfig,
+    ExperimentConfig,
     ModelConfig,
     load_config,
     save_config,
 )
+from casnat.decode.results import Hypothesis
 from casnat.decode.runner import MODES, DecodeOptions, decode_batch
+from casnat.inference import Recognizer
 from casnat.models.asr import ASRModel
 from casnat.models.conformer import ConformerEncoder
 from casnat.models.encoder import ENCODERS, Encoder, EncoderOutput, build_encoder
@@ -104,3 +107,49 @@ def test_a_registered_encoder_trains_and_decodes_in_every_mode(toy) -> None:
         assert len(hyps) == 2, mode
         if mode != "at_beam":  # frame timing on the toy's 13 and 10 frames
             assert all(e < 13 for h in hyps for e in h.token_ends), mode
+
+
+class _Pieces:
+    """The two tokenizer calls a Recognizer makes for a transcript."""
+
+    def id_to_piece(self, i: int) -> str:
+        return f"t{i}"
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(f"t{i}" for i in ids)
+
+
+def test_timestamps_follow_the_encoder_frame_rate(toy) -> None:
+    """Frames -> seconds uses the model's subsampling factor: 3 x 10 ms for the toy, 4 x 10 ms
+    for the Conformer; a hard-coded x4 would put the toy's token 2..3 at 0.08-0.16 s."""
+    hyp = Hypothesis(tokens=[2, 4], score=0.0, token_starts=[2, 5], token_ends=[3, 5],
+                     confidences=[0.5, 0.9])
+    got = {}
+    for name, enc in (("toy", toy), ("conformer", ENC)):
+        cfg = ExperimentConfig(model=ModelConfig(type="ctc", encoder=enc))
+        rec = Recognizer(ASRModel(cfg.model, 6), _Pieces(), cfg, torch.device("cpu"))
+        got[name] = [(t.start, t.end) for t in rec.hypothesis_to_transcript("x", hyp).tokens]
+    assert got["toy"] == [(0.06, 0.12), (0.15, 0.18)]
+    assert got["conformer"] == [(0.08, 0.16), (0.2, 0.24)]
+    no_timing = Hypothesis(tokens=[2], score=0.0)
+    cfg = ExperimentConfig(model=ModelConfig(type="ctc", encoder=toy))
+    rec = Recognizer(ASRModel(cfg.model, 6), _Pieces(), cfg, torch.device("cpu"))
+    (t,) = rec.hypothesis_to_transcript("x", no_timing).tokens
+    assert (t.start, t.end) == (-1.0, -1.0)
+
+
+def test_too_short_audio_is_judged_by_the_encoder(toy, tmp_path) -> None:
+    """50 ms of audio gives 5 feature frames: enough for the toy (3), too few for the Conformer
+    (7)."""
+    sf = pytest.importorskip("soundfile")
+    wav = tmp_path / "short.wav"
+    sf.write(str(wav), 0.1 * torch.randn(800).numpy(), 16000)
+    recs = {}
+    for name, enc in (("toy", toy), ("conformer", ENC)):
+        cfg = ExperimentConfig(model=ModelConfig(type="ctc", encoder=enc))
+        recs[name] = Recognizer(ASRModel(cfg.model, 6), _Pieces(), cfg, torch.device("cpu"))
+    assert 3 <= recs["toy"].load_audio(wav).shape[0] < 7
+    from casnat.errors import UserError
+
+    with pytest.raises(UserError, match="too short"):
+        recs["conformer"].load_audio(wav)
