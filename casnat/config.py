@@ -75,8 +75,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Conformer encoder: conv2d subsampling x4, macaron FFN, rel-pos MHSA, conv module."""
+    """The encoder. ``type`` names its builder in ``casnat.models.encoder.ENCODERS``; the other
+    fields are the Conformer's: conv2d subsampling x4, macaron FFN, rel-pos MHSA, conv module.
 
+    ``type`` may be absent from a YAML file (configs saved before it existed): ``conformer``.
+    """
+
+    type: Literal["conformer"] = "conformer"
     input_dim: int = 80
     d_model: int = 144
     num_heads: int = 4

@@ -19,7 +19,7 @@ import torch
 
 from casnat.config import ExperimentConfig, load_config
 from casnat.data.tokenizer import Tokenizer
-from casnat.decode.results import Hypothesis
+from casnat.decode.results import Hypothesis, encoder_frame_seconds
 from casnat.decode.runner import DecodeOptions, check_mode, decode_batch
 from casnat.errors import UserError
 from casnat.models.asr import ASRModel
@@ -31,8 +31,6 @@ from casnat.train.checkpoint import (
 )
 
 log = logging.getLogger(__name__)
-
-SUBSAMPLING = 4
 
 
 @dataclass(frozen=True)
@@ -81,8 +79,8 @@ class Recognizer:
 
     @property
     def frame_seconds(self) -> float:
-        """Seconds per encoder frame (feature shift x subsampling)."""
-        return self.cfg.features.frame_shift * SUBSAMPLING
+        """Seconds per encoder frame (feature shift x the encoder's subsampling factor)."""
+        return encoder_frame_seconds(self.cfg.features.frame_shift, self.model.subsampling_factor)
 
     def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
         """(T, F) log-mel features of a mono waveform (resampled to the model's rate)."""
@@ -113,24 +111,15 @@ class Recognizer:
         if data.shape[0] == 0:
             raise UserError(f"{path}: empty audio")
         feats = self.features(data.mean(axis=1), sr)
-        if feats.shape[0] < 7:  # the x4 conv2d subsampling needs at least 7 frames
+        if feats.shape[0] < self.model.min_input_frames:  # no encoder frame from it
             raise UserError(f"{path}: audio too short ({data.shape[0] / sr:.3f} s)")
         return feats
 
     def hypothesis_to_transcript(self, source: str, h: Hypothesis) -> Transcript:
-        fs = self.frame_seconds
+        times = h.token_times(self.frame_seconds)  # empty when the search has no frame timing
         timings = []
         for i, tok in enumerate(h.tokens):
-            start = (
-                h.token_starts[i] * fs
-                if i < len(h.token_starts) and h.token_starts[i] >= 0
-                else -1.0
-            )
-            end = (
-                (h.token_ends[i] + 1) * fs
-                if i < len(h.token_ends) and h.token_ends[i] >= 0
-                else -1.0
-            )
+            start, end = times[i] if times else (-1.0, -1.0)
             conf = h.confidences[i] if i < len(h.confidences) else float("nan")
             timings.append(TokenTiming(self.tokenizer.id_to_piece(tok), start, end, conf))
         return Transcript(source=source, text=self.tokenizer.decode(h.tokens), tokens=timings)

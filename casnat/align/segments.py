@@ -48,6 +48,71 @@ class Segments:
         return self.token_lens + 1
 
 
+@dataclass(frozen=True)
+class TokenRuns:
+    """The token runs of frame-level CTC paths, flattened in (utterance, frame) order.
+
+    A run is a maximal stretch of frames holding the same non-blank label; it is one output
+    token. ``K`` = total runs over the batch; the runs of utterance b are consecutive.
+
+    Attributes:
+        utt: ``(K,)`` int64 utterance (row of the path) of each run.
+        index: ``(K,)`` int64 position of the run among its utterance's tokens (0, 1, ...).
+        tokens: ``(K,)`` int64 label of each run.
+        starts: ``(K,)`` int64 first frame of each run.
+        ends: ``(K,)`` int64 last frame of each run (inclusive).
+        counts: ``(B,)`` int64 runs (tokens) per utterance.
+    """
+
+    utt: torch.Tensor
+    index: torch.Tensor
+    tokens: torch.Tensor
+    starts: torch.Tensor
+    ends: torch.Tensor
+    counts: torch.Tensor
+
+
+def token_runs(path: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> TokenRuns:
+    """Collapse frame-level CTC paths into their token runs (vectorized, any device).
+
+    The one definition of "collapse a CTC path" in casnat, shared by the greedy CTC search (on
+    the per-frame argmax) and :func:`alignment_to_segments` (on alignments): frame t *starts* a
+    token if it is valid, not blank, not negative (padding) and differs from frame t-1; it *ends*
+    one if it is valid, not blank and frame t+1 differs or is past the utterance's end.
+
+    Args:
+        path: ``(B, T)`` int64 label per frame; negative values are padding.
+        lens: ``(B,)`` int64 valid frames per utterance (on ``path``'s device; not checked:
+            public callers check their inputs first).
+        blank: the CTC blank id.
+
+    Returns:
+        :class:`TokenRuns`.
+
+    >>> r = token_runs(torch.tensor([[0, 5, 5, 0, 7, 0], [3, 3, 3, 0, 0, 0]]),
+    ...                torch.tensor([6, 2]))
+    >>> r.utt.tolist(), r.tokens.tolist(), r.starts.tolist(), r.ends.tolist()
+    ([0, 0, 1], [5, 7, 3], [1, 4, 0], [2, 4, 1])
+    >>> r.index.tolist(), r.counts.tolist()
+    ([0, 1, 0], [2, 1])
+    """
+    B, T = path.shape
+    frames = torch.arange(T, device=path.device)
+    valid = frames[None, :] < lens[:, None]  # (B, T)
+    label = (path >= 0) & (path != blank) & valid
+    prev = torch.cat([path.new_full((B, 1), -1), path[:, :-1]], dim=1)
+    nxt = torch.cat([path[:, 1:], path.new_full((B, 1), -1)], dim=1)
+    is_start = label & (path != prev)
+    is_end = label & ((path != nxt) | (frames[None, :] == lens[:, None] - 1))
+    # nonzero() is row-major, so the k-th start and the k-th end belong to the same run.
+    utt, starts = is_start.nonzero(as_tuple=True)
+    ends = is_end.nonzero(as_tuple=True)[1]
+    counts = is_start.sum(1)
+    first = torch.cumsum(counts, 0) - counts  # (B,) index of each utterance's first run
+    index = torch.arange(utt.numel(), device=path.device) - first[utt]
+    return TokenRuns(utt, index, path[utt, starts], starts, ends, counts)
+
+
 def alignment_to_segments(
     alignment: torch.Tensor,
     input_lengths: torch.Tensor,
@@ -98,24 +163,17 @@ def alignment_to_segments(
     dev = alignment.device
     lens = as_lengths(_FN, "input_lengths", input_lengths, B, T, dev)
     ali = alignment.detach().to(torch.int64)
-    frames = torch.arange(T, device=dev)
-    valid = frames[None, :] < lens[:, None]  # (B, T)
-    label = (ali >= 0) & (ali != blank) & valid
-    prev = torch.cat([ali.new_full((B, 1), -1), ali[:, :-1]], dim=1)
-    nxt = torch.cat([ali[:, 1:], ali.new_full((B, 1), -1)], dim=1)
-    is_start = label & (ali != prev)
-    is_end = label & ((ali != nxt) | (frames[None, :] == lens[:, None] - 1))
-    token_lens = is_start.sum(1)
+    runs = token_runs(ali, lens, blank)
+    token_lens = runs.counts
     Umax = int(token_lens.max()) if B else 0
-    rank = torch.cumsum(is_start.long(), 1) - 1  # token index of the run containing t
     tokens = ali.new_full((B, Umax), -1)
     starts = ali.new_full((B, Umax), -1)
     ends = ali.new_full((B, Umax), -1)
-    bi, ti = is_start.nonzero(as_tuple=True)
-    tokens[bi, rank[bi, ti]] = ali[bi, ti]
-    starts[bi, rank[bi, ti]] = ti
-    bi, ti = is_end.nonzero(as_tuple=True)
-    ends[bi, rank[bi, ti]] = ti
+    tokens[runs.utt, runs.index] = runs.tokens
+    starts[runs.utt, runs.index] = runs.starts
+    ends[runs.utt, runs.index] = runs.ends
+    frames = torch.arange(T, device=dev)
+    valid = frames[None, :] < lens[:, None]  # (B, T)
     # Segment of position u: lo_u = start_{u-1} + 1 (0 for u = 0), hi_u = start_u (T_b - 1 for EOS).
     pos = torch.arange(Umax + 1, device=dev)
     start_ext = torch.cat([starts, starts.new_full((B, 1), -1)], dim=1)  # (B, Umax + 1)

@@ -6,6 +6,13 @@ ESA draws K alignments per utterance (sample 0 = the greedy path), decodes all B
 batch, and keeps per utterance the hypothesis the ranker likes best: the AT decoder's teacher-forced
 mean log-probability when the model has one, else the NAT's own mean log-probability.
 
+The segments -> TAE -> NAT decoder path itself is the model's (:meth:`ASRModel.nat_forward`, the
+same forward training uses); this module samples the paths, ranks and collects hypotheses.
+Phases for :class:`casnat.profiling.PhaseRecorder`: "alignment sampling", "AT ranker (ESA)" and
+the AT ranker's "source keys/values (once per utterance)" here; "segments / trigger mask", "TAE
+extractor", "NAT decoder" and the NAT's "source keys/values (once per utterance)" in
+:mod:`casnat.models.cassnat`. They do not nest, so their times add up.
+
 Shapes: ``enc_out (B, T, D)``, ``enc_lens (B,)``, ``ctc_log_probs (B, T, V)``.
 """
 
@@ -17,10 +24,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from casnat.align import alignment_to_segments, sample_alignments
+from casnat.align import sample_alignments
 from casnat.decode.results import Hypothesis
-from casnat.models.asr import ASRModel, make_pad_mask
+from casnat.models.asr import ASRModel
 from casnat.nn.attention import index_kv
+from casnat.nn.masks import lengths_to_mask
+from casnat.profiling import phase
 
 
 @dataclass(frozen=True)
@@ -48,27 +57,12 @@ def nat_decode_paths(
     utterance ``(B, T, D)`` and ``enc_index`` the utterance of each path: the source-attention
     keys/values are then projected once per utterance instead of once per path.
     """
-    assert model.tae is not None and model.nat_decoder is not None, "model has no CASS-NAT decoder"
-    nd = model.cfg.nat_decoder
-    assert nd is not None
-    segs = alignment_to_segments(
-        paths,
-        enc_lens,
-        blank=model.blank_id,
-        left_trigger=nd.left_trigger,
-        right_trigger=nd.right_trigger,
-    )
-    r, t = paths.shape
+    source = None if enc_index is None else model.nat_source_kv(enc_out).index(enc_index)
+    fwd = model.nat_forward(enc_out, enc_lens, paths, source, with_inter=False)
+    segs, out = fwd.segments, fwd.output
+    r = paths.size(0)
     u1 = segs.trigger_mask.size(1)
     pos = torch.arange(u1, device=enc_out.device).unsqueeze(0)
-    tae_mask = pos <= segs.token_lens.unsqueeze(1)
-    enc_mask = make_pad_mask(enc_lens, t)
-    tae_kv = nat_kv = None
-    if enc_index is not None:
-        (tae_kv,) = index_kv([model.tae.src_attn.project_kv(enc_out)], enc_index)
-        nat_kv = index_kv(model.nat_decoder.memory_kv(enc_out), enc_index)
-    tae = model.tae(enc_out, segs.trigger_mask, tae_kv)
-    out = model.nat_decoder(tae, tae_mask, enc_out, enc_mask, with_inter=False, mem_kv=nat_kv)
     logp, tok = out.log_probs.max(dim=-1)  # (R, U+1)
     eos_logp = out.log_probs[torch.arange(r, device=enc_out.device), segs.token_lens, model.eos_id]
     u = u1 - 1
@@ -137,10 +131,11 @@ def cassnat_search(
     if max_frames == "auto":
         max_frames = CPU_ESA_MAX_FRAMES if enc_out.device.type == "cpu" else None
     k = num_samples
-    paths = sample_alignments(
-        ctc_log_probs, enc_lens, num_samples=k, threshold=threshold, generator=generator,
-        seed=seed,
-    )  # (B, K, T)
+    with phase("alignment sampling"):
+        paths = sample_alignments(
+            ctc_log_probs, enc_lens, num_samples=k, threshold=threshold, generator=generator,
+            seed=seed,
+        )  # (B, K, T)
     hyps: list[Hypothesis] = []
     for i, j in _groups(enc_lens.tolist(), k, max_frames):
         lens = enc_lens[i:j]
@@ -199,11 +194,14 @@ def _search_group(
         rows = torch.arange(key.size(0), device=key.device)
         h_first, h_inv = _unique_rows(key) if dedup else (rows, rows)
         h_utt = rows_utt.index_select(0, h_first)
-        h_scores = model.at_decoder.score(
-            res.tokens.index_select(0, h_first), n_tok.index_select(0, h_first),
-            enc_out, make_pad_mask(lens_r.index_select(0, h_first), t),
-            mem_kv=index_kv(model.at_decoder.memory_kv(enc_out), h_utt),
-        )
+        with phase("source keys/values (once per utterance)"):
+            mem_kv = model.at_decoder.memory_kv(enc_out)
+        with phase("AT ranker (ESA)"):
+            h_scores = model.at_decoder.score(
+                res.tokens.index_select(0, h_first), n_tok.index_select(0, h_first),
+                enc_out, lengths_to_mask(lens_r.index_select(0, h_first), t),
+                mem_kv=index_kv(mem_kv, h_utt),
+            )
         row_scores = h_scores.index_select(0, h_inv)
     else:
         row_scores = (res.token_logp.sum(1) + res.eos_logp) / (n_tok + 1)

@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor
 
+from casnat.align.segments import token_runs
 from casnat.decode.results import Hypothesis
 
 __all__ = ["ctc_greedy_search", "ctc_prefix_beam_search"]
@@ -48,9 +49,10 @@ def _check_inputs(log_probs: Tensor, lens: Tensor) -> None:
 def ctc_greedy_search(log_probs: Tensor, lens: Tensor, blank: int = 0) -> list[Hypothesis]:
     """Best-path CTC decoding: per-frame argmax, merge repeats, drop blanks.
 
-    Fully batched on tensors: the run boundaries of every token of every utterance are found
-    with shifted comparisons, and per-token mean log-probs with a cumulative sum, so the only
-    Python loop is the final split into per-utterance records.
+    Fully batched on tensors: the run boundaries of every token of every utterance come from
+    :func:`casnat.align.segments.token_runs` (the collapse rule the CASS-NAT segments use too),
+    and per-token mean log-probs from a cumulative sum, so the only Python loop is the final
+    split into per-utterance records.
 
     Args:
         log_probs: ``(N, T, V)`` CTC log-posteriors.
@@ -72,30 +74,18 @@ def ctc_greedy_search(log_probs: Tensor, lens: Tensor, blank: int = 0) -> list[H
     best_lp = best_lp.masked_fill(~valid, 0.0)
     scores = best_lp.sum(dim=1)  # (N,)
 
-    # A frame starts a token if it is valid, non-blank and differs from the previous frame;
-    # it ends one if it is valid, non-blank and the next frame differs or is padding.
-    token = valid & (best_id != blank)  # (N, T)
-    prev_differs = torch.ones_like(token)
-    prev_differs[:, 1:] = best_id[:, 1:] != best_id[:, :-1]
-    next_differs = torch.ones_like(token)
-    next_differs[:, :-1] = (best_id[:, 1:] != best_id[:, :-1]) | ~valid[:, 1:]
-    start_mask = token & prev_differs
-    end_mask = token & next_differs
-    # nonzero() is row-major, so the k-th start and the k-th end belong to the same token.
-    start_idx = start_mask.nonzero()  # (K, 2): (utterance, frame)
-    end_frames = end_mask.nonzero()[:, 1]  # (K,)
-    start_frames = start_idx[:, 1]
-    token_ids = best_id[start_idx[:, 0], start_frames]  # (K,)
+    # The token runs of the argmax path (the one collapse rule shared with the CASS-NAT segments).
+    runs = token_runs(best_id, lens, blank)
+    start_frames, end_frames, rows = runs.starts, runs.ends, runs.utt
 
     # Mean log-prob of each run via a cumulative sum with a leading zero column.
     cum = torch.nn.functional.pad(best_lp.cumsum(dim=1), (1, 0))  # (N, T + 1)
-    rows = start_idx[:, 0]
     run_sum = cum[rows, end_frames + 1] - cum[rows, start_frames]
     run_len = (end_frames - start_frames + 1).to(run_sum.dtype)
     conf = torch.exp(run_sum / run_len)  # (K,)
 
-    counts = start_mask.sum(dim=1).tolist()
-    ids_l, starts_l, ends_l = token_ids.tolist(), start_frames.tolist(), end_frames.tolist()
+    counts = runs.counts.tolist()
+    ids_l, starts_l, ends_l = runs.tokens.tolist(), start_frames.tolist(), end_frames.tolist()
     conf_l, scores_l = conf.tolist(), scores.tolist()
     hyps: list[Hypothesis] = []
     offset = 0

@@ -5,13 +5,15 @@ knows it, the encoder-frame span and a confidence for every token. Text is fille
 caller (the tokenizer lives in :mod:`casnat.data`, which the search code does not import), so a
 hypothesis is created without text and copied with :meth:`Hypothesis.with_text`.
 
-Frames are *encoder* frames: 10 ms feature shift x 4 subsampling = 40 ms each
-(:data:`ENCODER_FRAME_SECONDS`). A token spanning frames ``start..end`` (inclusive) covers the
-time interval ``[start * 0.04, (end + 1) * 0.04)`` seconds.
+Frames are *encoder* frames. Their duration is the model's, not a constant:
+:func:`encoder_frame_seconds` = feature frame shift x the encoder's ``subsampling_factor`` (10 ms
+x 4 = 40 ms for the Conformer). A token spanning frames ``start..end`` (inclusive) covers the
+time interval ``[start * f, (end + 1) * f)`` seconds; :meth:`Hypothesis.token_times` is the one
+place that converts frames to seconds.
 
 >>> hyp = Hypothesis(tokens=[5, 7], score=-1.5, token_starts=[3, 10], token_ends=[4, 10],
 ...                  confidences=[0.9, 0.8])
->>> hyp.token_times()
+>>> hyp.token_times(encoder_frame_seconds(0.01, 4))
 [(0.12, 0.2), (0.4, 0.44)]
 >>> hyp.with_text("hi there").text
 'hi there'
@@ -22,16 +24,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-#: Seconds per encoder frame: feature frame shift (0.01 s) x encoder subsampling (4).
-ENCODER_FRAME_SECONDS = 0.04
+
+def encoder_frame_seconds(frame_shift: float, subsampling_factor: int) -> float:
+    """Seconds per encoder frame: the feature frame shift (``features.frame_shift``) times the
+    encoder's ``subsampling_factor`` (feature frames per encoder frame).
+
+    >>> encoder_frame_seconds(0.01, 4)
+    0.04
+    """
+    return frame_shift * subsampling_factor
 
 
-def frames_to_seconds(frame: int, frame_seconds: float = ENCODER_FRAME_SECONDS) -> float:
-    """Time in seconds of the start of encoder frame ``frame``.
+def frames_to_seconds(frame: int, frame_seconds: float) -> float:
+    """Time in seconds of the start of encoder frame ``frame``, each ``frame_seconds`` long.
 
     Rounded to microseconds so that ``3 * 0.04`` prints as ``0.12`` in result files.
 
-    >>> frames_to_seconds(25)
+    >>> frames_to_seconds(25, 0.04)
     1.0
     """
     return round(frame * frame_seconds, 6)
@@ -74,12 +83,11 @@ class Hypothesis:
         """Copy of this hypothesis with ``text`` set (the record itself is immutable)."""
         return dataclasses.replace(self, text=text)
 
-    def token_times(
-        self, frame_seconds: float = ENCODER_FRAME_SECONDS
-    ) -> list[tuple[float, float]]:
+    def token_times(self, frame_seconds: float) -> list[tuple[float, float]]:
         """``(start, end)`` seconds of each token; end is exclusive (end of its last frame).
 
-        Empty when the hypothesis has no frame timing.
+        ``frame_seconds``: seconds per encoder frame (:func:`encoder_frame_seconds`). Empty when
+        the hypothesis has no frame timing.
         """
         return [
             (frames_to_seconds(s, frame_seconds), frames_to_seconds(e + 1, frame_seconds))

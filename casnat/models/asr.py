@@ -1,8 +1,11 @@
-"""The recognizer: CMVN + Conformer encoder + CTC, optionally an AT and a CASS-NAT decoder.
+"""The recognizer: CMVN + encoder + CTC, optionally an AT and a CASS-NAT decoder.
 
 One class serves all three model types of the config (``ctc``, ``at``, ``cassnat``) so that one
 trained model can be decoded in every mode and compared side by side; which heads exist is decided
-once, at construction, from the config, and ``forward`` runs exactly the heads that exist.
+once, at construction, from the config, and ``forward`` runs exactly the heads that exist. The
+encoder is built by ``model.encoder.type`` (:func:`casnat.models.encoder.build_encoder`); the
+CASS-NAT path (:mod:`casnat.models.cassnat`) is one forward, :meth:`ASRModel.nat_forward`, for the
+training loss and every decoder alike.
 
 Shapes: ``feats (N, T, F)``, ``feat_lens (N,)``, ``tokens (N, U)`` padded -1, ``token_lens (N,)``.
 
@@ -21,13 +24,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from casnat.align import alignment_to_segments, ctc_viterbi_align
+from casnat.align import ctc_viterbi_align
 from casnat.config import ModelConfig
 from casnat.models.at_decoder import ATDecoder
+from casnat.models.cassnat import NATForward, SourceKV, nat_forward, source_kv
 from casnat.models.ctc import CTCHead
-from casnat.models.encoder import ConformerEncoder, EncoderOutput
+from casnat.models.encoder import Encoder, EncoderOutput, build_encoder
 from casnat.models.nat_decoder import NATDecoder
 from casnat.models.tae import TAEExtractor
+from casnat.nn.masks import lengths_to_mask
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,8 @@ def label_smoothing_loss(log_probs: Tensor, targets: Tensor, smoothing: float) -
     return (loss * valid).sum()
 
 
-def make_pad_mask(lens: Tensor, max_len: int) -> Tensor:
-    """(N,) lengths -> (N, max_len) bool, True on valid positions."""
-    return torch.arange(max_len, device=lens.device).unsqueeze(0) < lens.unsqueeze(1)
+#: Old name of :func:`casnat.nn.masks.lengths_to_mask`, kept for ``casnat.decode.runner``.
+make_pad_mask = lengths_to_mask
 
 
 def has_at_decoder(cfg: ModelConfig) -> bool:
@@ -99,8 +103,8 @@ class ASRModel(nn.Module):
         # Global CMVN lives in the model so a checkpoint decodes raw fbank without side files.
         self.register_buffer("cmvn_mean", torch.zeros(feat_dim))
         self.register_buffer("cmvn_istd", torch.ones(feat_dim))
-        d = cfg.encoder.d_model
-        self.encoder = ConformerEncoder(cfg.encoder)
+        self.encoder: Encoder = build_encoder(cfg.encoder)
+        d = self.encoder.d_model
         self.ctc = CTCHead(d, vocab_size)
         self.at_decoder: ATDecoder | None = None
         if has_at_decoder(cfg):
@@ -115,6 +119,46 @@ class ASRModel(nn.Module):
             nd = cfg.nat_decoder
             self.tae = TAEExtractor(d, nd.num_heads, nd.ffn_dim, nd.dropout)
             self.nat_decoder = NATDecoder(nd, d, vocab_size)
+
+    @property
+    def subsampling_factor(self) -> int:
+        """Feature frames per encoder frame (the encoder's): timestamps are
+        ``frame * subsampling_factor * frame_shift``."""
+        return self.encoder.subsampling_factor
+
+    @property
+    def min_input_frames(self) -> int:
+        """Fewest feature frames the encoder accepts (shorter audio cannot be decoded)."""
+        return self.encoder.min_input_frames
+
+    def nat_source_kv(self, enc_out: Tensor) -> SourceKV:
+        """Source-attention keys/values of ``enc_out (B, T, D)`` for :meth:`nat_forward`, projected
+        once per utterance; ``.index(rows)`` repeats them for several paths per utterance (ESA)."""
+        tae, dec = self._nat_parts()
+        return source_kv(tae, dec, enc_out)
+
+    def nat_forward(
+        self,
+        enc_out: Tensor,
+        enc_lens: Tensor,
+        paths: Tensor,
+        source: SourceKV | None = None,
+        with_inter: bool = True,
+    ) -> NATForward:
+        """The CASS-NAT path on frame-level CTC paths ``(R, T)``: segments, TAEs, NAT decoder.
+
+        See :func:`casnat.models.cassnat.nat_forward`; training passes the Viterbi alignment to
+        the reference, decoding the greedy or the sampled paths.
+        """
+        tae, dec = self._nat_parts()
+        return nat_forward(tae, dec, enc_out, enc_lens, paths, self.blank_id, source, with_inter)
+
+    def _nat_parts(self) -> tuple[TAEExtractor, NATDecoder]:
+        if self.tae is None or self.nat_decoder is None:
+            raise ValueError(
+                f"model.type '{self.cfg.type}' has no CASS-NAT decoder (needs model.type cassnat)"
+            )
+        return self.tae, self.nat_decoder
 
     def set_cmvn(self, mean: Tensor, std: Tensor) -> None:
         self.cmvn_mean.copy_(mean)
@@ -140,7 +184,7 @@ class ASRModel(nn.Module):
             # InterCTC shares the CTC projection: it pulls the lower layers toward the same targets.
             inter_ctc = self.ctc.loss(self.ctc(enc.inter), enc.lens, tokens, token_lens)
             total = lc.ctc * ctc_loss + lc.inter_ctc * inter_ctc
-        enc_mask = make_pad_mask(enc.lens, enc.out.size(1))
+        enc_mask = lengths_to_mask(enc.lens, enc.out.size(1))
         at_loss = zero
         if self.at_decoder is not None:
             ys_in, ys_out = ATDecoder.add_sos_eos(tokens, token_lens, self.sos_id, self.eos_id)
@@ -151,7 +195,7 @@ class ASRModel(nn.Module):
         ce = inter_ce = zero
         unaligned = 0
         if self.nat_decoder is not None:
-            ce, inter_ce, unaligned = self._nat_loss(log_probs, enc, enc_mask, tokens, token_lens)
+            ce, inter_ce, unaligned = self._nat_loss(log_probs, enc, tokens, token_lens)
             total = total + lc.ce * ce + lc.inter_ce * inter_ce
         return Losses(
             total=total,
@@ -169,14 +213,10 @@ class ASRModel(nn.Module):
         self,
         log_probs: Tensor,
         enc: EncoderOutput,
-        enc_mask: Tensor,
         tokens: Tensor,
         token_lens: Tensor,
     ) -> tuple[Tensor, Tensor, int]:
         """CE of the NAT decoder on segments cut by the Viterbi alignment to the reference."""
-        assert self.tae is not None and self.nat_decoder is not None
-        nd = self.cfg.nat_decoder
-        assert nd is not None
         with torch.no_grad():
             alignment, scores = ctc_viterbi_align(
                 log_probs.detach().float(),
@@ -185,16 +225,10 @@ class ASRModel(nn.Module):
                 token_lens,
                 blank=self.blank_id,
             )
-            segs = alignment_to_segments(
-                alignment,
-                enc.lens,
-                blank=self.blank_id,
-                left_trigger=nd.left_trigger,
-                right_trigger=nd.right_trigger,
-            )
+        fwd = self.nat_forward(enc.out, enc.lens, alignment)
         ok = torch.isfinite(scores)
         n = tokens.size(0)
-        u_max = segs.trigger_mask.size(1)
+        u_max = fwd.segments.trigger_mask.size(1)
         # Targets: the reference then eos at position U (a Viterbi path collapses to the reference).
         ys = torch.full((n, u_max), -1, dtype=torch.long, device=tokens.device)
         ys[:, : min(tokens.size(1), u_max)] = tokens[:, :u_max]
@@ -202,9 +236,7 @@ class ASRModel(nn.Module):
         ys = torch.where(pos < token_lens.unsqueeze(1), ys, torch.full_like(ys, -1))
         ys = torch.where(pos == token_lens.unsqueeze(1), torch.full_like(ys, self.eos_id), ys)
         ys[~ok] = -1
-        tae_mask = pos <= segs.token_lens.unsqueeze(1)
-        tae = self.tae(enc.out, segs.trigger_mask)
-        out = self.nat_decoder(tae, tae_mask, enc.out, enc_mask)
+        out = fwd.output
         ls = self.cfg.loss.label_smoothing
         ce = label_smoothing_loss(out.log_probs, ys, ls) / n
         inter = enc.out.new_zeros(())

@@ -1,30 +1,30 @@
-"""Conformer encoder: conv2d subsampling x4, then Conformer blocks.
+"""What an encoder is to the rest of casnat, and the registry that builds one from the config.
 
-Each block: half-step macaron Swish FFN, relative-position MHSA, convolution module, second
-half-step FFN, LayerNorm (Gulati et al., 2020). All sub-modules are pre-norm with residuals.
+An encoder maps ``feats (N, T, F), feat_lens (N,)`` to an :class:`EncoderOutput` at a lower
+frame rate. Everything downstream (CTC, the decoders, the timestamps, the shortest decodable
+input) reads the encoder's geometry from its :class:`Encoder` properties, never from a constant,
+so an encoder with another front end gives correct timestamps without other changes.
 
->>> import torch
+A new encoder is one module defining an ``nn.Module`` with this interface, plus one line in
+:data:`ENCODERS`; ``model.encoder.type`` in the config selects it.
+
 >>> from casnat.config import EncoderConfig
->>> enc = ConformerEncoder(EncoderConfig(d_model=16, num_heads=2, ffn_dim=32, num_layers=2))
->>> o = enc(torch.zeros(2, 50, 80), torch.tensor([50, 30]))
->>> o.out.shape, o.lens.tolist()
-(torch.Size([2, 11, 16]), [11, 6])
+>>> enc = build_encoder(EncoderConfig(d_model=16, num_heads=2, ffn_dim=32, num_layers=2))
+>>> type(enc).__name__, enc.d_model, enc.subsampling_factor, enc.min_input_frames
+('ConformerEncoder', 16, 4, 7)
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-from casnat.config import EncoderConfig
-from casnat.nn.attention import RelPositionMultiHeadAttention
-from casnat.nn.convolution import ConvolutionModule
-from casnat.nn.feed_forward import FeedForward
+from casnat.config import ConfigError, EncoderConfig
 from casnat.nn.masks import lengths_to_mask
-from casnat.nn.positional import RelPositionalEncoding
-from casnat.nn.subsampling import Conv2dSubsampling4
 
 
 @dataclass
@@ -34,7 +34,7 @@ class EncoderOutput:
     Attributes:
         out: (N, T', D) final layer output.
         lens: (N,) valid frames per utterance.
-        inter: (N, T', D) output of layer ``cfg.inter_ctc_layer`` (InterCTC), or None.
+        inter: (N, T', D) output of an intermediate layer (InterCTC), or None.
     """
 
     out: Tensor
@@ -47,84 +47,73 @@ class EncoderOutput:
         return lengths_to_mask(self.lens, self.out.size(1))
 
 
-class ConformerBlock(nn.Module):
-    """One Conformer block over (N, T, D) frames."""
+@runtime_checkable
+class Encoder(Protocol):
+    """The interface ``ASRModel`` needs of an encoder (which must also be an ``nn.Module``)."""
 
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        ffn_dim: int,
-        conv_kernel: int,
-        dropout: float,
-        conv_norm: Literal["batch_norm", "layer_norm"] = "batch_norm",
-    ) -> None:
-        super().__init__()
-        self.norm_ff1 = nn.LayerNorm(d_model)
-        self.ff1 = FeedForward(d_model, ffn_dim, dropout, "swish")
-        self.norm_mha = nn.LayerNorm(d_model)
-        self.mha = RelPositionMultiHeadAttention(d_model, num_heads, dropout)
-        self.norm_conv = nn.LayerNorm(d_model)
-        self.conv = ConvolutionModule(d_model, conv_kernel, dropout, conv_norm)
-        self.norm_ff2 = nn.LayerNorm(d_model)
-        self.ff2 = FeedForward(d_model, ffn_dim, dropout, "swish")
-        self.norm_out = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, pos_emb: Tensor, mask: Tensor) -> Tensor:
-        """x (N, T, D), pos_emb (1, 2T-1, D), mask (N, T) bool -> (N, T, D)."""
-        x = x + 0.5 * self.dropout(self.ff1(self.norm_ff1(x)))
-        y = self.norm_mha(x)
-        x = x + self.dropout(self.mha(y, y, y, pos_emb, mask[:, None, :]))
-        x = x + self.conv(self.norm_conv(x), mask)  # the conv module ends with dropout
-        x = x + 0.5 * self.dropout(self.ff2(self.norm_ff2(x)))
-        return self.norm_out(x)
-
-
-class ConformerEncoder(nn.Module):
-    """(N, T, F) features + lengths -> ``EncoderOutput`` at a quarter of the frame rate."""
-
-    def __init__(self, cfg: EncoderConfig) -> None:
-        super().__init__()
-        if cfg.inter_ctc_layer is not None and not 1 <= cfg.inter_ctc_layer <= cfg.num_layers:
-            raise ValueError(
-                f"encoder.inter_ctc_layer={cfg.inter_ctc_layer} must be in 1..{cfg.num_layers}"
-            )
-        self.cfg = cfg
-        self.subsampling = Conv2dSubsampling4(cfg.input_dim, cfg.d_model, cfg.subsampling_channels)
-        self.pos_enc = RelPositionalEncoding(cfg.d_model, cfg.dropout)
-        self.layers = nn.ModuleList(
-            ConformerBlock(
-                cfg.d_model, cfg.num_heads, cfg.ffn_dim, cfg.conv_kernel, cfg.dropout, cfg.conv_norm
-            )
-            for _ in range(cfg.num_layers)
-        )
+    @property
+    def d_model(self) -> int:
+        """Width D of the output frames."""
+        ...
 
     @property
     def subsampling_factor(self) -> int:
-        """Feature frames per encoder frame (4): the one source of the encoder frame rate."""
-        return self.subsampling.factor
+        """Input feature frames per output frame: an output frame lasts
+        ``subsampling_factor x`` the feature frame shift."""
+        ...
 
     @property
     def min_input_frames(self) -> int:
-        """Shortest input, in feature frames, that gives at least one encoder frame (7)."""
-        return self.subsampling.min_input_frames
+        """Fewest input feature frames that give at least one output frame."""
+        ...
 
-    def forward(self, feats: Tensor, feat_lens: Tensor) -> EncoderOutput:
-        """feats (N, T, F) float, feat_lens (N,) int64 -> EncoderOutput (out (N, T', D), ...)."""
-        if feats.dim() != 3 or feats.size(-1) != self.cfg.input_dim:
-            raise ValueError(
-                f"feats: expected (N, T, {self.cfg.input_dim}), got {tuple(feats.shape)}"
-            )
-        x, lens = self.subsampling(feats, feat_lens)
-        mask = lengths_to_mask(lens, x.size(1))
-        x, pos_emb = self.pos_enc(x)
-        inter = None
-        for i, layer in enumerate(self.layers, start=1):
-            x = layer(x, pos_emb, mask)
-            if i == self.cfg.inter_ctc_layer:
-                inter = x
-        return EncoderOutput(out=x, lens=lens, inter=inter)
+    def __call__(self, feats: Tensor, feat_lens: Tensor) -> EncoderOutput:
+        """feats (N, T, F), feat_lens (N,) -> EncoderOutput (out (N, T', D), lens (N,))."""
+        ...
 
 
-__all__ = ["ConformerBlock", "ConformerEncoder", "EncoderOutput"]
+EncoderBuilder = Callable[[EncoderConfig], Encoder]
+
+#: ``model.encoder.type`` -> its builder (called with the ``EncoderConfig``), or the builder as
+#: ``"module:attribute"``: the built-in encoders are named by string so that this module does not
+#: import them (they import :class:`EncoderOutput` from here) until one is built.
+ENCODERS: dict[str, EncoderBuilder | str] = {
+    "conformer": "casnat.models.conformer:ConformerEncoder",
+}
+
+
+def build_encoder(cfg: EncoderConfig) -> nn.Module:
+    """The encoder ``cfg.type`` names, built from ``cfg``.
+
+    Raises:
+        ConfigError: ``cfg.type`` is not in :data:`ENCODERS` (the message lists the known ones),
+            or the builder returned something that is not an ``nn.Module`` :class:`Encoder`.
+    """
+    builder = ENCODERS.get(cfg.type)
+    if builder is None:
+        raise ConfigError(
+            f"model.encoder.type: unknown encoder '{cfg.type}' (known: {', '.join(ENCODERS)})"
+        )
+    if isinstance(builder, str):
+        module, _, attr = builder.partition(":")
+        builder = getattr(importlib.import_module(module), attr)
+    enc = builder(cfg)
+    if not isinstance(enc, nn.Module) or not isinstance(enc, Encoder):
+        raise ConfigError(
+            f"model.encoder.type '{cfg.type}': the builder returned {type(enc).__name__}, "
+            "expected an nn.Module with d_model, subsampling_factor and min_input_frames"
+        )
+    return enc
+
+
+def __getattr__(name: str) -> Any:
+    # ``from casnat.models.encoder import ConformerEncoder`` (the class lived here before the
+    # Conformer got its own module) still works, imported on first use to avoid an import cycle.
+    if name in ("ConformerEncoder", "ConformerBlock"):
+        from casnat.models import conformer
+
+        return getattr(conformer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ENCODERS", "Encoder", "EncoderBuilder", "EncoderOutput", "build_encoder"]

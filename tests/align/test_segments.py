@@ -1,11 +1,12 @@
-"""Tests of casnat.align.alignment_to_segments on hand-worked examples (CASSNAT.md definition)."""
+"""Tests of casnat.align.alignment_to_segments on hand-worked examples (CASSNAT.md definition), and
+of token_runs, the one collapse of a CTC path that the segments and the greedy CTC search share."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from casnat.align import alignment_to_segments, ctc_viterbi_align
+from casnat.align import alignment_to_segments, ctc_viterbi_align, token_runs
 from tests.align.conftest import random_log_probs
 
 
@@ -76,3 +77,57 @@ def test_errors():
         alignment_to_segments(torch.zeros(1, 2, 3, dtype=torch.long), torch.tensor([3]))
     with pytest.raises(ValueError, match=r"input_lengths must lie in \[0, 3\]"):
         alignment_to_segments(torch.zeros(1, 3, dtype=torch.long), torch.tensor([4]))
+
+
+def _runs_by_hand(path: list[int], length: int, blank: int) -> list[tuple[int, int, int]]:
+    """(label, first, last frame) of each run of path[:length], written as a plain loop."""
+    runs: list[tuple[int, int, int]] = []
+    prev = None
+    for t, c in enumerate(path[:length]):
+        if c >= 0 and c != blank:
+            if c == prev:
+                runs[-1] = (c, runs[-1][1], t)
+            else:
+                runs.append((c, t, t))
+        prev = c
+    return runs
+
+
+@pytest.mark.parametrize("blank", [0, 3])
+def test_token_runs_equal_a_plain_loop_on_random_paths(blank):
+    g = torch.Generator().manual_seed(blank)
+    for _ in range(30):
+        b = int(torch.randint(1, 5, (1,), generator=g))
+        t = int(torch.randint(0, 12, (1,), generator=g))
+        # few labels, so repeats, blank runs and padding (-1) inside and past lens all occur
+        path = torch.randint(-1, 4, (b, t), generator=g)
+        lens = torch.randint(0, t + 1, (b,), generator=g)
+        r = token_runs(path, lens, blank)
+        want = [_runs_by_hand(path[i].tolist(), int(lens[i]), blank) for i in range(b)]
+        assert r.counts.tolist() == [len(w) for w in want]
+        flat = [(i, k, *run) for i, w in enumerate(want) for k, run in enumerate(w)]
+        got = list(zip(r.utt.tolist(), r.index.tolist(), r.tokens.tolist(), r.starts.tolist(),
+                       r.ends.tolist(), strict=True))
+        assert got == flat
+        seg = alignment_to_segments(path, lens, blank=blank)
+        for i, w in enumerate(want):
+            n = len(w)
+            assert seg.tokens[i, :n].tolist() == [c for c, _, _ in w]
+            assert seg.starts[i, :n].tolist() == [s for _, s, _ in w]
+            assert seg.ends[i, :n].tolist() == [e for _, _, e in w]
+
+
+def test_greedy_ctc_search_and_segments_collapse_the_same_path():
+    """The greedy search's tokens and timing are the segments of its own argmax path."""
+    from casnat.decode.ctc import ctc_greedy_search
+
+    lp = random_log_probs(4, 25, 5, 7, peaky=1.0)
+    lens = torch.tensor([25, 17, 1, 0])
+    hyps = ctc_greedy_search(lp, lens)
+    seg = alignment_to_segments(lp.argmax(-1), lens)
+    assert any(len(h.tokens) > 2 for h in hyps)
+    for i, h in enumerate(hyps):
+        n = int(seg.token_lens[i])
+        assert h.tokens == seg.tokens[i, :n].tolist()
+        assert h.token_starts == seg.starts[i, :n].tolist()
+        assert h.token_ends == seg.ends[i, :n].tolist()

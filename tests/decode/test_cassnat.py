@@ -9,7 +9,8 @@ import torch
 from casnat.config import LossConfig, ModelConfig
 from casnat.decode.cassnat import _groups, cassnat_search
 from casnat.decode.runner import MODES, DecodeOptions, check_mode, decode_batch
-from casnat.models.asr import ASRModel, make_pad_mask
+from casnat.models.asr import ASRModel
+from casnat.nn.masks import lengths_to_mask
 from casnat.testing import tiny_parts
 
 V = 6  # 0 blank, 1 unk, 2..4 units, 5 sos/eos
@@ -260,7 +261,7 @@ def test_at_beam_with_projected_memory_equals_plain_steps():
 
     with torch.no_grad():
         enc = model.encode(feats, lens)
-        mask = make_pad_mask(enc.lens, enc.out.size(1))
+        mask = lengths_to_mask(enc.lens, enc.out.size(1))
         args = dict(beam=3, sos=model.sos_id, eos=model.eos_id, max_len=6)
         a = at_beam_search(model.at_decoder, enc.out, mask, **args)
         b = at_beam_search(StepOnly(), enc.out, mask, **args)
@@ -268,3 +269,40 @@ def test_at_beam_with_projected_memory_equals_plain_steps():
     for nb_a, nb_b in zip(a, b, strict=True):
         for ha, hb in zip(nb_a, nb_b, strict=True):
             assert abs(ha.score - hb.score) < 1e-4
+
+
+PHASES = {
+    "alignment sampling", "segments / trigger mask", "TAE extractor", "NAT decoder",
+    "AT ranker (ESA)", "source keys/values (once per utterance)",
+}
+
+
+@pytest.mark.parametrize("k,ranker", [(8, "auto"), (8, "nat"), (1, "auto")])
+def test_search_marks_its_phases_for_the_benchmark(k, ranker):
+    """The decoding benchmark reads these phase names; the AT ranker and the shared keys/values
+    run only for ESA (the AT ranker only with ranker 'at'). Phases do not nest: their times sum
+    to no more than the search's."""
+    import time
+
+    from casnat.profiling import PhaseRecorder
+
+    model = _untrained_model()
+    feats, lens, _, _ = _synthetic_batch()
+    with torch.no_grad():
+        enc = model.encode(feats, lens)
+        lp = model.ctc(enc.out)
+        t0 = time.perf_counter()
+        with PhaseRecorder() as rec:
+            hyps = cassnat_search(model, enc.out, enc.lens, lp, num_samples=k, threshold=1.01,
+                                  ranker=ranker, seed=1)
+        total = time.perf_counter() - t0
+        plain = cassnat_search(model, enc.out, enc.lens, lp, num_samples=k, threshold=1.01,
+                               ranker=ranker, seed=1)
+    want = set(PHASES)
+    if ranker == "nat" or k == 1:
+        want.discard("AT ranker (ESA)")
+    if k == 1:
+        want.discard("source keys/values (once per utterance)")
+    assert set(rec.seconds) == want
+    assert sum(rec.seconds.values()) <= total
+    assert [(h.tokens, h.score) for h in hyps] == [(h.tokens, h.score) for h in plain]

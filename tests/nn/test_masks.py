@@ -17,3 +17,16 @@ def test_causal_mask() -> None:
     for i in range(4):
         for j in range(4):
             assert bool(mask[i, j]) == (j <= i)
+
+
+def test_one_padding_mask_helper() -> None:
+    """The model's padding masks are this one helper (no copies that could drift apart):
+    EncoderOutput.mask and the old name make_pad_mask give its result."""
+    from casnat.models.asr import make_pad_mask
+    from casnat.models.encoder import EncoderOutput
+
+    assert make_pad_mask is lengths_to_mask
+    lens = torch.tensor([3, 0, 5])
+    enc = EncoderOutput(out=torch.zeros(3, 6, 2), lens=lens)
+    assert torch.equal(enc.mask, lengths_to_mask(lens, 6))
+    assert enc.mask.sum(1).tolist() == [3, 0, 5] and enc.mask.shape == (3, 6)
