@@ -17,18 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from casnat.checkpoint import default_checkpoint, load_checkpoint
 from casnat.config import ExperimentConfig, load_config
 from casnat.data.tokenizer import Tokenizer
 from casnat.decode.results import Hypothesis
 from casnat.decode.runner import DecodeOptions, check_mode, decode_batch
 from casnat.errors import UserError
 from casnat.models.asr import ASRModel
-from casnat.train.checkpoint import (
-    CheckpointError,
-    epoch_checkpoints,
-    latest_checkpoint,
-    load_checkpoint,
-)
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +46,6 @@ class Transcript:
     text: str
     tokens: list[TokenTiming] = field(default_factory=list)
     error: str | None = None
-
-
-def default_checkpoint(exp_dir: Path) -> Path:
-    """avg-*.pt if present (newest), else the last epoch checkpoint, else the newest step one."""
-    avgs = sorted(exp_dir.glob("avg-*.pt"), key=lambda p: p.stat().st_mtime)
-    if avgs:
-        return avgs[-1]
-    epochs = epoch_checkpoints(exp_dir)
-    if epochs:
-        return epochs[-1]
-    step = latest_checkpoint(exp_dir)
-    if step is None:
-        raise CheckpointError(f"no checkpoint (avg-*.pt, epoch-*.pt, ckpt-*.pt) in {exp_dir}")
-    return step
 
 
 class Recognizer:

@@ -65,7 +65,8 @@ def test_average_selects_the_count_on_dev(trained_exp, tiny_fsdd, tmp_path, caps
     fewest dev word errors (ties: the larger n)."""
     import torch
 
-    from casnat.train.checkpoint import atomic_save, epoch_checkpoints
+    from casnat.atomic import atomic_torch_save
+    from casnat.checkpoint import epoch_checkpoints
 
     exp = tmp_path / "exp"
     shutil.copytree(trained_exp, exp)
@@ -76,7 +77,7 @@ def test_average_selects_the_count_on_dev(trained_exp, tiny_fsdd, tmp_path, caps
     g = torch.Generator().manual_seed(0)
     noisy = {k: v + 0.5 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
              for k, v in state.items()}
-    atomic_save({"model": noisy}, exp / "epoch-99.pt")
+    atomic_torch_save({"model": noisy}, exp / "epoch-99.pt")
     out = tmp_path / "avg-sel.pt"
     dev = str(tiny_fsdd / "cuts_test.jsonl.gz")
     rc = main(["average", "--exp-dir", str(exp), "--last", "2", "--out", str(out),
