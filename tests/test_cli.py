@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,22 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
     assert main(["train", "--config", str(conf), "--exp-dir", str(tmp_path / "exp")]) == 2
     err = _err_lines(capsys)
     assert len(err) == 1 and "d_modle" in err[0] and "bad.yaml" in err[0]
+
+
+def test_train_entry_point_does_not_import_the_cli(tmp_path):
+    """``torchrun -m casnat.bin.train`` shares the logging set-up and error guard with ``casnat``
+    through casnat.bin._common, not by importing casnat.cli (nothing imports it)."""
+    code = (
+        "import sys\n"
+        "from casnat.bin import train\n"
+        f"rc = train.main(['--config', {str(tmp_path / 'nope.yaml')!r}, '--exp-dir', 'x'])\n"
+        "assert rc == 2, rc\n"
+        "assert 'casnat.cli' not in sys.modules, 'casnat.bin.train imported casnat.cli'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "nope.yaml" in proc.stderr  # the user error, as one line
 
 
 def test_missing_corpus_path_is_one_line(tmp_path, capsys):
