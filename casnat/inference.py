@@ -65,37 +65,52 @@ class Recognizer:
         """Seconds per encoder frame (feature shift x subsampling)."""
         return self.cfg.features.frame_shift * SUBSAMPLING
 
-    def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
-        """(T, F) log-mel features of a mono waveform (resampled to the model's rate)."""
+    @property
+    def extractor(self):
+        """The model's fbank extractor (made on first use)."""
         from casnat.data.features import make_extractor
 
         if self._extractor is None:
             self._extractor = make_extractor(self.cfg.features)
-        target = self.cfg.features.sample_rate
-        if sample_rate != target:
-            import scipy.signal
+        return self._extractor
 
-            g = np.gcd(sample_rate, target)
-            samples = scipy.signal.resample_poly(samples, target // g, sample_rate // g)
-        feats = self._extractor.extract(np.asarray(samples, dtype=np.float32), target)
+    def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """(T, F) log-mel features of a mono waveform, resampled to the model's rate by lhotse
+        (the resampler of training and ``casnat decode``)."""
+        from casnat.data.features import resample
+
+        target = self.cfg.features.sample_rate
+        samples = resample(np.asarray(samples, dtype=np.float32), sample_rate, target)
+        feats = self.extractor.extract(samples, target)
         return torch.from_numpy(np.asarray(feats, dtype=np.float32))
 
     def load_audio(self, path: str | Path) -> torch.Tensor:
-        """Features of an audio file; raises UserError naming the file when it cannot be used."""
-        import soundfile as sf
+        """Features of an audio file; raises UserError naming the file when it cannot be used.
+
+        The file becomes a lhotse cut and goes through the same on-the-fly feature path as a
+        ``casnat decode`` manifest (:func:`casnat.data.features.cut_features`), so transcribing
+        a file and decoding its cut compute identical features. Several channels are averaged.
+        """
+        from lhotse import Recording
+
+        from casnat.data.features import cut_features
 
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{path}: no such audio file")
         try:
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as e:  # noqa: BLE001 - soundfile raises several types
+            rec = Recording.from_file(path)
+        except Exception as e:  # noqa: BLE001 - the audio backends raise several types
             raise UserError(f"{path}: unreadable audio ({e})") from e
-        if data.shape[0] == 0:
+        if rec.num_samples == 0:
             raise UserError(f"{path}: empty audio")
-        feats = self.features(data.mean(axis=1), sr)
+        try:
+            feats = cut_features(rec.to_cut(), self.extractor, self.cfg.features.sample_rate)
+        except ValueError as e:
+            raise UserError(f"{path}: unreadable audio ({e})") from e
+        feats = torch.from_numpy(np.asarray(feats, dtype=np.float32))
         if feats.shape[0] < 7:  # the x4 conv2d subsampling needs at least 7 frames
-            raise UserError(f"{path}: audio too short ({data.shape[0] / sr:.3f} s)")
+            raise UserError(f"{path}: audio too short ({rec.duration:.3f} s)")
         return feats
 
     def hypothesis_to_transcript(self, source: str, h: Hypothesis) -> Transcript:
