@@ -34,6 +34,7 @@ from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
 from lhotse.features.base import FeatureExtractor, register_extractor
 from lhotse.features.io import FeaturesWriter, NumpyFilesWriter
 
+from casnat.atomic import atomic_write_text
 from casnat.config import FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -325,7 +326,7 @@ def compute_features(
     ordered = [by_id[c.id] for c in cut_list if c.id in by_id]
     out_path = out_dir / f"{name}.jsonl.gz"
     CutSet.from_cuts(ordered).to_file(out_path)
-    (out_dir / f"{name}.skipped.txt").write_text("".join(s + "\n" for s in skipped))
+    atomic_write_text(out_dir / f"{name}.skipped.txt", "".join(s + "\n" for s in skipped))
     if skipped:
         log.warning("compute_features: skipped %d of %d cuts (unreadable audio), see %s",
                     len(skipped), len(cut_list), out_dir / f"{name}.skipped.txt")
