@@ -2,6 +2,8 @@
 
 Single process (``casnat train``) and DDP (``torchrun --nproc_per_node=N -m casnat.bin.train``)
 share this code: the only differences are the sampler shard (rank, world size) and the DDP wrapper.
+A DDP run ends by checking that every rank holds the same weights (rank 0 saves them) and logs
+the result: ``weights identical on all N ranks``, or an error with the largest difference.
 
 Resumability: a step checkpoint holds model, optimizer, scheduler, grad scaler, sampler state,
 epoch, step and RNG states, and is written atomically; ``resume=True`` continues from the newest
@@ -186,7 +188,7 @@ def _train(
     exp = prepare_experiment(cfg, exp_dir, info)
     train_loader, sampler, train_dataset = exp.train_loader, exp.sampler, exp.train_dataset
     # The dataset's SpecAugment RNG: saved per rank in every checkpoint, restored on resume.
-    gen: torch.Generator | None = getattr(train_dataset, "generator", None)
+    gen: torch.Generator = train_dataset.generator
 
     # 2. Model, optimizer, schedule.
     model = ASRModel(cfg.model, exp.tokenizer.vocab_size, cfg.features.num_mel_bins)
