@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
-from casnat.errors import UserError
+from casnat.bin._common import run_guarded, setup_logging
 
 COMMANDS = (
     "prepare", "features", "train", "average", "decode", "transcribe", "bench-decode", "report"
@@ -37,23 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-
-
-def run_guarded(name: str, fn, args: argparse.Namespace) -> int:
-    """Run a subcommand; user errors become one line on stderr and exit status 2."""
-    try:
-        return fn(args) or 0
-    except (UserError, FileNotFoundError) as e:
-        print(f"casnat {name}: error: {e}", file=sys.stderr)
-        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

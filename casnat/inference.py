@@ -17,18 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from casnat.checkpoint import default_checkpoint, load_checkpoint
 from casnat.config import ExperimentConfig, load_config
 from casnat.data.tokenizer import Tokenizer
 from casnat.decode.results import Hypothesis, encoder_frame_seconds
 from casnat.decode.runner import DecodeOptions, check_mode, decode_batch
 from casnat.errors import UserError
 from casnat.models.asr import ASRModel
-from casnat.train.checkpoint import (
-    CheckpointError,
-    epoch_checkpoints,
-    latest_checkpoint,
-    load_checkpoint,
-)
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +46,6 @@ class Transcript:
     error: str | None = None
 
 
-def default_checkpoint(exp_dir: Path) -> Path:
-    """avg-*.pt if present (newest), else the last epoch checkpoint, else the newest step one."""
-    avgs = sorted(exp_dir.glob("avg-*.pt"), key=lambda p: p.stat().st_mtime)
-    if avgs:
-        return avgs[-1]
-    epochs = epoch_checkpoints(exp_dir)
-    if epochs:
-        return epochs[-1]
-    step = latest_checkpoint(exp_dir)
-    if step is None:
-        raise CheckpointError(f"no checkpoint (avg-*.pt, epoch-*.pt, ckpt-*.pt) in {exp_dir}")
-    return step
-
-
 class Recognizer:
     """A trained model with its tokenizer and feature extractor, ready to decode audio."""
 
@@ -82,37 +63,52 @@ class Recognizer:
         """Seconds per encoder frame (feature shift x the encoder's subsampling factor)."""
         return encoder_frame_seconds(self.cfg.features.frame_shift, self.model.subsampling_factor)
 
-    def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
-        """(T, F) log-mel features of a mono waveform (resampled to the model's rate)."""
+    @property
+    def extractor(self):
+        """The model's fbank extractor (made on first use)."""
         from casnat.data.features import make_extractor
 
         if self._extractor is None:
             self._extractor = make_extractor(self.cfg.features)
-        target = self.cfg.features.sample_rate
-        if sample_rate != target:
-            import scipy.signal
+        return self._extractor
 
-            g = np.gcd(sample_rate, target)
-            samples = scipy.signal.resample_poly(samples, target // g, sample_rate // g)
-        feats = self._extractor.extract(np.asarray(samples, dtype=np.float32), target)
+    def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """(T, F) log-mel features of a mono waveform, resampled to the model's rate by lhotse
+        (the resampler of training and ``casnat decode``)."""
+        from casnat.data.features import resample
+
+        target = self.cfg.features.sample_rate
+        samples = resample(np.asarray(samples, dtype=np.float32), sample_rate, target)
+        feats = self.extractor.extract(samples, target)
         return torch.from_numpy(np.asarray(feats, dtype=np.float32))
 
     def load_audio(self, path: str | Path) -> torch.Tensor:
-        """Features of an audio file; raises UserError naming the file when it cannot be used."""
-        import soundfile as sf
+        """Features of an audio file; raises UserError naming the file when it cannot be used.
+
+        The file becomes a lhotse cut and goes through the same on-the-fly feature path as a
+        ``casnat decode`` manifest (:func:`casnat.data.features.cut_features`), so transcribing
+        a file and decoding its cut compute identical features. Several channels are averaged.
+        """
+        from lhotse import Recording
+
+        from casnat.data.features import cut_features
 
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{path}: no such audio file")
         try:
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as e:  # noqa: BLE001 - soundfile raises several types
+            rec = Recording.from_file(path)
+        except Exception as e:  # noqa: BLE001 - the audio backends raise several types
             raise UserError(f"{path}: unreadable audio ({e})") from e
-        if data.shape[0] == 0:
+        if rec.num_samples == 0:
             raise UserError(f"{path}: empty audio")
-        feats = self.features(data.mean(axis=1), sr)
+        try:
+            feats = cut_features(rec.to_cut(), self.extractor, self.cfg.features.sample_rate)
+        except ValueError as e:
+            raise UserError(f"{path}: unreadable audio ({e})") from e
+        feats = torch.from_numpy(np.asarray(feats, dtype=np.float32))
         if feats.shape[0] < self.model.min_input_frames:  # no encoder frame from it
-            raise UserError(f"{path}: audio too short ({data.shape[0] / sr:.3f} s)")
+            raise UserError(f"{path}: audio too short ({rec.duration:.3f} s)")
         return feats
 
     def hypothesis_to_transcript(self, source: str, h: Hypothesis) -> Transcript:

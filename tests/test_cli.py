@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,22 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
     assert len(err) == 1 and "d_modle" in err[0] and "bad.yaml" in err[0]
 
 
+def test_train_entry_point_does_not_import_the_cli(tmp_path):
+    """``torchrun -m casnat.bin.train`` shares the logging set-up and error guard with ``casnat``
+    through casnat.bin._common, not by importing casnat.cli (nothing imports it)."""
+    code = (
+        "import sys\n"
+        "from casnat.bin import train\n"
+        f"rc = train.main(['--config', {str(tmp_path / 'nope.yaml')!r}, '--exp-dir', 'x'])\n"
+        "assert rc == 2, rc\n"
+        "assert 'casnat.cli' not in sys.modules, 'casnat.bin.train imported casnat.cli'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "nope.yaml" in proc.stderr  # the user error, as one line
+
+
 def test_missing_corpus_path_is_one_line(tmp_path, capsys):
     assert main(["prepare", "fsdd", str(tmp_path / "no_corpus"), str(tmp_path / "out")]) == 2
     err = _err_lines(capsys)
@@ -73,7 +91,8 @@ def test_average_selects_the_count_on_dev(trained_exp, tiny_fsdd, tmp_path, caps
     fewest dev word errors (ties: the larger n)."""
     import torch
 
-    from casnat.train.checkpoint import atomic_save, epoch_checkpoints
+    from casnat.atomic import atomic_torch_save
+    from casnat.checkpoint import epoch_checkpoints
 
     exp = tmp_path / "exp"
     shutil.copytree(trained_exp, exp)
@@ -84,7 +103,7 @@ def test_average_selects_the_count_on_dev(trained_exp, tiny_fsdd, tmp_path, caps
     g = torch.Generator().manual_seed(0)
     noisy = {k: v + 0.5 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
              for k, v in state.items()}
-    atomic_save({"model": noisy}, exp / "epoch-99.pt")
+    atomic_torch_save({"model": noisy}, exp / "epoch-99.pt")
     out = tmp_path / "avg-sel.pt"
     dev = str(tiny_fsdd / "cuts_test.jsonl.gz")
     rc = main(["average", "--exp-dir", str(exp), "--last", "2", "--out", str(out),

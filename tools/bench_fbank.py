@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
 from casnat.config import FeatureConfig
-from casnat.data.features import make_extractor
+from casnat.data.features import make_extractor, resample
 from casnat.testing import fsdd_dir
 
 
@@ -30,7 +29,7 @@ def load_clips(wav_dir: Path | None, minutes: float, sr: int = 16000) -> list[np
     files = sorted(wav_dir.glob("*.wav")) if wav_dir and wav_dir.is_dir() else []
     for f in files:
         x, fsr = sf.read(f, dtype="float32")
-        x = resample_poly(x, sr, fsr).astype(np.float32) if fsr != sr else x
+        x = resample(x, fsr, sr)  # lhotse's resampler, as casnat's data pipeline
         clips.append(x)
         total += x.size
         if total >= target:

@@ -45,11 +45,11 @@ def _dev_errors(model, tokenizer, cfg, loaders: list, modes: list[str], device) 
 
 def select_num_to_average(args: argparse.Namespace, paths: list[Path]) -> int:
     """The n (1..len(paths)) whose average of the newest n checkpoints decodes dev best."""
+    from casnat.checkpoint import average_checkpoints
     from casnat.data.loader import make_eval_loader
     from casnat.decode.runner import check_mode
     from casnat.errors import UserError
     from casnat.inference import load_model
-    from casnat.train.checkpoint import average_checkpoints
 
     for path in args.select_on:
         if not path.is_file():
@@ -80,8 +80,9 @@ def select_num_to_average(args: argparse.Namespace, paths: list[Path]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from casnat.atomic import atomic_torch_save
+    from casnat.checkpoint import average_checkpoints, epoch_checkpoints
     from casnat.errors import UserError
-    from casnat.train.checkpoint import atomic_save, average_checkpoints, epoch_checkpoints
 
     if args.last < 1:
         raise UserError(f"--last must be >= 1, got {args.last}")
@@ -91,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.exp_dir / f"avg-{args.last}.pt"
     if args.select_on:
         paths = paths[-select_num_to_average(args, paths) :]
-    atomic_save({"model": average_checkpoints(paths), "averaged": [p.name for p in paths]}, out)
+    atomic_torch_save(
+        {"model": average_checkpoints(paths), "averaged": [p.name for p in paths]}, out
+    )
     print(f"averaged {len(paths)} checkpoints ({paths[0].name} .. {paths[-1].name}) -> {out}")
     return 0

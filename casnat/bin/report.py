@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 
@@ -40,6 +38,7 @@ def results_table(exp_dirs: list[Path]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from casnat.atomic import atomic_write_text
     from casnat.errors import UserError
 
     for e in args.exp_dirs:
@@ -49,8 +48,5 @@ def run(args: argparse.Namespace) -> int:
     text = (f"## {args.title}\n\n" if args.title else "") + table
     print(text, end="")
     if args.out:
-        fd, tmp = tempfile.mkstemp(dir=args.out.parent or ".", prefix=f".{args.out.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, text)
     return 0

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from casnat.cli import run_guarded, setup_logging
+    from casnat.bin._common import run_guarded, setup_logging
 
     p = argparse.ArgumentParser(prog="casnat.bin.train", description=__doc__)
     add_arguments(p)

@@ -19,7 +19,7 @@ import torch
 from lhotse import CutSet
 
 from casnat.config import FeatureConfig
-from casnat.data.features import DEFAULT_FEATURES, load_audio_checked, make_extractor
+from casnat.data.features import DEFAULT_FEATURES, cut_features, make_extractor
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def compute_global_cmvn(
                 x = cut.load_features()
             else:
                 extractor = extractor or make_extractor(feature_cfg)
-                cut = cut.resample(feature_cfg.sample_rate)
-                x = extractor.extract(load_audio_checked(cut), cut.sampling_rate)
+                x = cut_features(cut, extractor, feature_cfg.sample_rate)
         except Exception as e:  # bad audio / storage must not stop the statistics
             log.warning("cmvn: skipping cut %s: %s", cut.id, e)
             continue

@@ -24,7 +24,7 @@ import torch
 from lhotse import CutSet
 
 from casnat.config import FeatureConfig, SpecAugmentConfig
-from casnat.data.features import DEFAULT_FEATURES, audio_source, load_audio_checked, make_extractor
+from casnat.data.features import DEFAULT_FEATURES, audio_source, cut_features, make_extractor
 from casnat.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,7 @@ class AsrDataset(torch.utils.data.Dataset):
         if self.on_the_fly or not cut.has_features:
             if self.extractor is None:
                 self.extractor = make_extractor(self.feature_cfg)
-            if cut.sampling_rate != self.feature_cfg.sample_rate:
-                cut = cut.resample(self.feature_cfg.sample_rate)
-            return self.extractor.extract(load_audio_checked(cut), cut.sampling_rate)
+            return cut_features(cut, self.extractor, self.feature_cfg.sample_rate)
         try:
             feats = cut.load_features()
         except Exception as e:  # missing/corrupt storage raises many types

@@ -11,6 +11,11 @@ default. :class:`KnfFbank` (``backend="knf"``) is registered with lhotse, so it 
 whose audio cannot be read (missing, empty, corrupt) is skipped with a warning naming the
 file, and counted; the others are written.
 
+Audio at another rate is resampled by lhotse everywhere: :func:`cut_features` (training,
+decoding and transcription compute on-the-fly features through it) and :func:`resample` (for
+samples already in memory) use the same ``Resample`` transform as ``Cut.resample``, so one file
+gives the same features on every path.
+
 >>> ext = make_extractor(FeatureConfig())
 >>> ext.extract(np.zeros(16000, dtype=np.float32), 16000).shape
 (100, 80)
@@ -29,6 +34,7 @@ from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
 from lhotse.features.base import FeatureExtractor, register_extractor
 from lhotse.features.io import FeaturesWriter, NumpyFilesWriter
 
+from casnat.atomic import atomic_write_text
 from casnat.config import FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -184,12 +190,41 @@ def load_audio_checked(cut: Any) -> np.ndarray:
         raise ValueError(
             f"cannot read audio of cut {cut.id} from {audio_source(cut)}: {reason}"
         ) from e
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2 and audio.shape[0] > 1:  # a multi-channel cut: mix down to mono
+        audio = audio.mean(axis=0)
+    audio = audio.reshape(-1)
     if audio.size == 0:
         raise ValueError(f"empty audio in cut {cut.id} from {audio_source(cut)}")
     if not np.isfinite(audio).all():
         raise ValueError(f"non-finite samples in cut {cut.id} from {audio_source(cut)}")
     return audio
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """``(S,)`` or ``(C, S)`` float32 samples at ``to_rate``, by lhotse's ``Resample`` transform
+    (the one a resampled cut applies when it loads its audio).
+
+    >>> resample(np.zeros(8000, dtype=np.float32), 8000, 16000).shape
+    (16000,)
+    """
+    from lhotse.augmentation import Resample
+
+    x = np.asarray(samples, dtype=np.float32)
+    if from_rate == to_rate:
+        return x
+    y = np.asarray(Resample(from_rate, to_rate)(x.reshape(1, -1) if x.ndim == 1 else x),
+                   dtype=np.float32)
+    return y.reshape(-1) if x.ndim == 1 else y
+
+
+def cut_features(cut: Any, extractor: FeatureExtractor, sample_rate: int) -> np.ndarray:
+    """``(T, F)`` features computed from ``cut``'s audio, resampled by lhotse to
+    ``sample_rate`` first; raises ``ValueError`` naming the file when the audio is unusable
+    (see :func:`load_audio_checked`)."""
+    if cut.sampling_rate != sample_rate:
+        cut = cut.resample(sample_rate)
+    return extractor.extract(load_audio_checked(cut), cut.sampling_rate)
 
 
 def _one_thread() -> None:
@@ -291,7 +326,7 @@ def compute_features(
     ordered = [by_id[c.id] for c in cut_list if c.id in by_id]
     out_path = out_dir / f"{name}.jsonl.gz"
     CutSet.from_cuts(ordered).to_file(out_path)
-    (out_dir / f"{name}.skipped.txt").write_text("".join(s + "\n" for s in skipped))
+    atomic_write_text(out_dir / f"{name}.skipped.txt", "".join(s + "\n" for s in skipped))
     if skipped:
         log.warning("compute_features: skipped %d of %d cuts (unreadable audio), see %s",
                     len(skipped), len(cut_list), out_dir / f"{name}.skipped.txt")

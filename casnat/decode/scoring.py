@@ -14,13 +14,13 @@ ESPnet do. A reference without a hypothesis counts as all-deleted and is listed 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
+
+from casnat.atomic import atomic_write_text
 
 __all__ = ["UttScore", "ScoreReport", "score_wer", "write_report"]
 
@@ -176,19 +176,6 @@ def score_wer(refs: dict[str, str], hyps: dict[str, str]) -> ScoreReport:
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory + ``os.replace``, so a reader never sees a
-    half-written file (and an interrupted run leaves the previous file intact)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _kaldi_lines(items: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{u} {t}\n" if t else f"{u}\n" for u, t in items)
 
@@ -204,8 +191,10 @@ def write_report(report: ScoreReport, out_dir: str | Path) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     utts = report.utterances
-    _write_atomic(out / "ref.txt", _kaldi_lines((x.utt_id, x.ref) for x in utts))
-    _write_atomic(out / "hyp.txt", _kaldi_lines((x.utt_id, x.hyp) for x in utts if not x.missing))
+    atomic_write_text(out / "ref.txt", _kaldi_lines((x.utt_id, x.ref) for x in utts))
+    atomic_write_text(
+        out / "hyp.txt", _kaldi_lines((x.utt_id, x.hyp) for x in utts if not x.missing)
+    )
 
     def badness(x: UttScore) -> tuple[int, float, str]:
         return (-x.errors, -x.errors / max(x.num_ref_words, 1), x.utt_id)
@@ -219,5 +208,5 @@ def write_report(report: ScoreReport, out_dir: str | Path) -> None:
         tag = " MISSING" if x.missing else ""
         lines.append(f"{x.utt_id}  #err={x.errors} sub={x.sub} del={x.dels} ins={x.ins} "
                      f"#ref={x.num_ref_words}{tag}\n{x.alignment_text()}\n\n")
-    _write_atomic(out / "errors.txt", "".join(lines))
-    _write_atomic(out / "wer.txt", report.summary())
+    atomic_write_text(out / "errors.txt", "".join(lines))
+    atomic_write_text(out / "wer.txt", report.summary())

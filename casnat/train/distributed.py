@@ -1,4 +1,5 @@
-"""Process-group set-up for ``torchrun`` (DDP): gloo on CPU, nccl on GPU.
+"""Process-group set-up for ``torchrun`` (DDP), gloo on CPU and nccl on GPU, and the few
+collectives the trainer needs (sums, per-rank gathers, a cross-rank weight check).
 
 A plain ``python -m casnat.bin.train`` is world size 1 and touches no process group.
 """
@@ -7,9 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,3 +63,37 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
         work = work.to(torch.device("cuda", torch.cuda.current_device()))
     dist.all_reduce(work)
     return work.to(values.device)
+
+
+def gather_per_rank(value: T) -> list[T]:
+    """Every rank's ``value`` (any picklable object), in rank order; ``[value]`` without a
+    process group. Used for what a checkpoint must hold per rank: sampler positions, RNG states,
+    skipped-audio counts."""
+    if dist.is_available() and dist.is_initialized():
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, value)
+        return out
+    return [value]
+
+
+def max_weight_difference(module: torch.nn.Module) -> float:
+    """The largest absolute difference of any parameter element between ranks (0.0 without a
+    process group).
+
+    DDP keeps the replicas equal only as long as every rank applies the same averaged gradient;
+    a rank that skipped an update or diverged would make the saved (rank 0) weights not the ones
+    the other ranks trained. One all_reduce of the per-element maximum and one of the minimum
+    (as the maximum of the negation) give max - min per element, without gathering the weights.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0.0
+    params = [p.detach().reshape(-1).double() for p in module.parameters()]
+    if not params:
+        return 0.0
+    flat = torch.cat(params)
+    if dist.get_backend() == "nccl" and flat.device.type != "cuda":
+        flat = flat.to(torch.device("cuda", torch.cuda.current_device()))
+    hi, lo = flat.clone(), -flat
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    dist.all_reduce(lo, op=dist.ReduceOp.MAX)
+    return float((hi + lo).max())

@@ -1,7 +1,9 @@
 """Everything a training run needs besides the model: tokenizer, CMVN statistics, data loaders.
 
 The tokenizer and CMVN are fitted on the training data once, by rank 0, and saved in the experiment
-directory (``tokenizer/``, ``cmvn.pt``), so a resumed or decoding run reads exactly the same ones.
+directory (``tokenizer/``, ``cmvn.pt``), so a resumed run reads exactly the same ones. Decoding
+reads ``tokenizer/`` too, but not ``cmvn.pt``: the trainer copies the statistics into the model
+(``ASRModel.set_cmvn``), so every checkpoint carries them in its model state.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import torch
 import torch.distributed as dist
 from lhotse import CutSet
 
+from casnat.atomic import atomic_torch_save
+from casnat.checkpoint import load_checkpoint
 from casnat.config import ExperimentConfig
 from casnat.data.cmvn import compute_global_cmvn
 from casnat.data.loader import make_eval_loader, make_train_loader
 from casnat.data.tokenizer import Tokenizer
 from casnat.errors import UserError
-from casnat.train.checkpoint import atomic_save, load_checkpoint
 from casnat.train.distributed import DistInfo
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,7 @@ def prepare_experiment(cfg: ExperimentConfig, exp_dir: Path, info: DistInfo) -> 
         if not cmvn_path.exists():
             log.info("computing global CMVN on the training features")
             mean, std = compute_global_cmvn(train_cuts, feature_cfg=cfg.features)
-            atomic_save({"mean": mean, "std": std}, cmvn_path)
+            atomic_torch_save({"mean": mean, "std": std}, cmvn_path)
     _barrier(info)
     tokenizer = Tokenizer.load(tok_dir)
     cmvn = load_checkpoint(cmvn_path)

@@ -59,6 +59,11 @@ class TrainLogger:
     def warning(self, msg: str) -> None:
         log.warning(f"[rank {self.rank}] {msg}")
 
+    def error(self, msg: str) -> None:
+        """Logged by rank 0 only: for facts every rank shares (e.g. a cross-rank check)."""
+        if self.rank == 0:
+            log.error(msg)
+
     def log_step(
         self,
         state,

@@ -2,6 +2,8 @@
 
 Single process (``casnat train``) and DDP (``torchrun --nproc_per_node=N -m casnat.bin.train``)
 share this code: the only differences are the sampler shard (rank, world size) and the DDP wrapper.
+A DDP run ends by checking that every rank holds the same weights (rank 0 saves them) and logs
+the result: ``weights identical on all N ranks``, or an error with the largest difference.
 
 Resumability: a step checkpoint holds model, optimizer, scheduler, grad scaler, sampler state,
 epoch, step and RNG states, and is written atomically; ``resume=True`` continues from the newest
@@ -23,17 +25,25 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from casnat.config import ConfigError, ExperimentConfig, save_config
-from casnat.models.asr import ASRModel
-from casnat.nn import count_parameters
-from casnat.train.checkpoint import (
-    atomic_save,
+from casnat.atomic import atomic_torch_save
+from casnat.checkpoint import (
     epoch_checkpoints,
     latest_checkpoint,
     load_checkpoint,
     prune,
+    step_checkpoints,
 )
-from casnat.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
+from casnat.config import ConfigError, ExperimentConfig, save_config
+from casnat.models.asr import ASRModel
+from casnat.nn import count_parameters
+from casnat.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    cleanup,
+    gather_per_rank,
+    init_distributed,
+    max_weight_difference,
+)
 from casnat.train.experiment import prepare_experiment
 from casnat.train.logger import TrainLogger
 from casnat.train.scheduler import make_scheduler
@@ -104,21 +114,35 @@ def validate(model: ASRModel, loader, device: torch.device) -> float:
     return float(tot[0] / tot[1].clamp(min=1))
 
 
-def _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state: TrainState) -> dict:
+def _checkpoint_state(
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    sampler,
+    dataset_generator: torch.Generator | None,
+    state: TrainState,
+) -> dict:
+    """Everything a resume needs. The per-rank parts (sampler positions, skipped-audio counts,
+    the dataset's SpecAugment RNG) are gathered from every rank, in rank order."""
     raw = model.module if isinstance(model, DistributedDataParallel) else model
     return {
         "model": raw.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
-        "samplers": _gather_sampler_states(sampler),
+        "samplers": gather_per_rank(sampler.state_dict()),
         "epoch": state.epoch,
         "step": state.step,
         "batches_in_epoch": state.batches_in_epoch,
         "best_valid": state.best_valid,
-        "skipped_audio": _gather_per_rank(state.skipped_audio),
+        "skipped_audio": gather_per_rank(state.skipped_audio),
         "torch_rng": torch.get_rng_state(),
-        "dataset_rng": _dataset_rng(sampler),
+        "dataset_rng": (
+            gather_per_rank(dataset_generator.get_state())
+            if dataset_generator is not None
+            else None
+        ),
     }
 
 
@@ -163,7 +187,8 @@ def _train(
     # 1. Tokenizer, CMVN and data loaders (built once on rank 0, read by the others).
     exp = prepare_experiment(cfg, exp_dir, info)
     train_loader, sampler, train_dataset = exp.train_loader, exp.sampler, exp.train_dataset
-    sampler._casnat_dataset_generator = getattr(train_dataset, "generator", None)
+    # The dataset's SpecAugment RNG: saved per rank in every checkpoint, restored on resume.
+    gen: torch.Generator = train_dataset.generator
 
     # 2. Model, optimizer, schedule.
     model = ASRModel(cfg.model, exp.tokenizer.vocab_size, cfg.features.num_mel_bins)
@@ -205,7 +230,6 @@ def _train(
             ck["epoch"], ck["step"], ck["batches_in_epoch"], ck["best_valid"], skipped[info.rank]
         )
         torch.set_rng_state(ck["torch_rng"])
-        gen = getattr(train_dataset, "generator", None)
         if gen is not None and ck.get("dataset_rng") is not None:
             gen.set_state(ck["dataset_rng"][info.rank])
         logger.info(f"resumed from {ckpt_path} at epoch {state.epoch} step {state.step}")
@@ -282,10 +306,10 @@ def _train(
                 )
                 frames_window, t_window = 0, time.monotonic()
             if state.step % tc.checkpoint_every_steps == 0:
-                ck = _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state)
+                ck = _checkpoint_state(model, optimizer, scheduler, scaler, sampler, gen, state)
                 if info.is_main:
-                    atomic_save(ck, exp_dir / f"ckpt-{state.step}.pt")
-                    prune(_step_ckpts(exp_dir), keep=2)
+                    atomic_torch_save(ck, exp_dir / f"ckpt-{state.step}.pt")
+                    prune(step_checkpoints(exp_dir), keep=2)
             if (tc.max_steps and state.step >= tc.max_steps) or (
                 deadline and time.monotonic() > deadline
             ):
@@ -305,22 +329,21 @@ def _train(
         logger.log_epoch(
             state, valid_loss, minutes=(time.monotonic() - t_start) / 60, complete=epoch_done
         )
-        ck = _checkpoint_state(model, optimizer, scheduler, scaler, sampler, state)
+        ck = _checkpoint_state(model, optimizer, scheduler, scaler, sampler, gen, state)
         if info.is_main:
             if epoch_done:
-                atomic_save(ck, exp_dir / f"epoch-{state.epoch}.pt")
+                atomic_torch_save(ck, exp_dir / f"epoch-{state.epoch}.pt")
                 prune(epoch_checkpoints(exp_dir), keep=tc.keep_last)
-            atomic_save(ck, exp_dir / f"ckpt-{state.step}.pt")
-            prune(_step_ckpts(exp_dir), keep=2)
+            atomic_torch_save(ck, exp_dir / f"ckpt-{state.step}.pt")
+            prune(step_checkpoints(exp_dir), keep=2)
     if info.world_size > 1:
         # DDP syncs buffers from rank 0 before each forward, so after the last forward the BatchNorm
         # running statistics differ per rank; make every rank end with rank 0's (the saved ones).
         for buf in model.buffers():
             dist.broadcast(buf, src=0)
+        _check_ranks_agree(model, info, logger)
     if batch_log is not None:
         batch_log.close()
-        # Debug aid for the DDP test: every rank's final weights, to check that they agree.
-        atomic_save(model.state_dict(), exp_dir / f"weights.rank{info.rank}.pt")
     minutes = (time.monotonic() - t_start) / 60
     skipped_total = int(all_reduce_sum(torch.tensor([state.skipped_audio]))[0])
     logger.info(
@@ -332,35 +355,17 @@ def _train(
     return TrainSummary(state.step, state.epoch, minutes, valid_loss, exp_dir)
 
 
-def _dataset_rng(sampler) -> list[torch.Tensor] | None:
-    """Every rank's augmentation RNG state (SpecAugment draws), for an exact resume."""
-    gen = getattr(sampler, "_casnat_dataset_generator", None)
-    if gen is None:
-        return None
-    state = gen.get_state()
-    if dist.is_available() and dist.is_initialized():
-        out: list = [None] * dist.get_world_size()
-        dist.all_gather_object(out, state)
-        return out
-    return [state]
-
-
-def _gather_sampler_states(sampler) -> list[dict]:
-    """Every rank's sampler position, so a resumed DDP run continues each shard where it was."""
-    return _gather_per_rank(sampler.state_dict())
-
-
-def _gather_per_rank(value):
-    """Every rank's ``value``, in rank order (``[value]`` without a process group)."""
-    if dist.is_available() and dist.is_initialized():
-        out: list = [None] * dist.get_world_size()
-        dist.all_gather_object(out, value)
-        return out
-    return [value]
-
-
-def _step_ckpts(exp_dir: Path) -> list[Path]:
-    return sorted(exp_dir.glob("ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+def _check_ranks_agree(model: torch.nn.Module, info: DistInfo, logger: TrainLogger) -> None:
+    """Log whether every rank ends a DDP run with the same weights (rank 0's are the saved ones);
+    an error, not an exception, when they differ: the checkpoints are written already."""
+    diff = max_weight_difference(model)
+    if diff == 0.0:
+        logger.info(f"weights identical on all {info.world_size} ranks")
+    else:
+        logger.error(
+            f"weights differ between the {info.world_size} ranks: max abs difference {diff:.3e} "
+            "(the checkpoints hold rank 0's)"
+        )
 
 
 def _eta(state: TrainState, tc, t_start: float, deadline: float | None, sampler) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from lhotse import CutSet, Recording, SupervisionSegment
-from lhotse.cut import MonoCut
+from lhotse.cut import Cut
 
 from casnat.testing import fsdd_dir
 
@@ -16,7 +16,7 @@ from casnat.testing import fsdd_dir
 FSDD = (fsdd_dir() or Path("shared-data-not-found/fsdd")) / "recordings"
 
 
-def make_cut(path: Path, text: str, sr: int | None = None) -> MonoCut:
+def make_cut(path: Path, text: str, sr: int | None = None) -> Cut:
     """A one-utterance cut of ``path``; for missing/bad files pass ``sr`` to skip probing."""
     if sr is None:
         rec = Recording.from_file(path)
@@ -27,8 +27,9 @@ def make_cut(path: Path, text: str, sr: int | None = None) -> MonoCut:
                         sampling_rate=sr, num_samples=sr, duration=1.0)
     sup = SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0, duration=rec.duration,
                              channel=0, text=text)
-    return MonoCut(id=rec.id, start=0.0, duration=rec.duration, channel=0, recording=rec,
-                   supervisions=[sup])
+    cut = rec.to_cut()
+    cut.supervisions = [sup]
+    return cut
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from casnat.checkpoint import latest_checkpoint, load_checkpoint
 from casnat.testing import tiny_config
-from casnat.train.checkpoint import latest_checkpoint, load_checkpoint
 from casnat.train.trainer import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
+from casnat.checkpoint import latest_checkpoint, load_checkpoint
 from casnat.testing import tiny_config
-from casnat.train.checkpoint import latest_checkpoint, load_checkpoint
 from casnat.train.trainer import train
 from tests.data.conftest import make_cut
 
@@ -57,8 +57,9 @@ def test_resume_continues_with_same_data_and_weights(tiny_fsdd, tmp_path):
         dump_batch_ids=True,
     )
     assert _batches(part) == _batches(full)
-    a = torch.load(full / "weights.rank0.pt", weights_only=True)
-    b = torch.load(part / "weights.rank0.pt", weights_only=True)
+    a = load_checkpoint(latest_checkpoint(full))["model"]
+    b = load_checkpoint(latest_checkpoint(part))["model"]
+    assert latest_checkpoint(full).name == latest_checkpoint(part).name == "ckpt-5.pt"
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from lhotse import CutSet, Recording, SupervisionSegment
-from lhotse.cut import MonoCut
+from lhotse.cut import Cut
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,15 @@ def _scan(recordings_dir: Path) -> dict[str, list[tuple[int, int, Path]]]:
 
 
 def _cut(cut_id: str, path: Path, text: str, speaker: str, sample_rate: int,
-         clips: list[str]) -> MonoCut:
+         clips: list[str]) -> Cut:
     """A 16 kHz cut of ``path``; ``custom["source_clips"]`` names the FSDD clips it holds."""
     rec = Recording.from_file(path, recording_id=cut_id)
     sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0, duration=rec.duration,
                              channel=0, text=text, speaker=speaker, language="English")
-    return MonoCut(id=cut_id, start=0.0, duration=rec.duration, channel=0,
-                   recording=rec, supervisions=[sup],
-                   custom={"source_clips": clips}).resample(sample_rate)
+    cut = rec.to_cut()
+    cut.supervisions = [sup]
+    cut.custom = {"source_clips": clips}
+    return cut.resample(sample_rate)
 
 
 def _build_connected(

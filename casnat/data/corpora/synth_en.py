@@ -21,13 +21,13 @@ import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from lhotse import CutSet, Recording, SupervisionSegment
-from lhotse.cut import MonoCut
+
+from casnat.data.features import resample
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,7 @@ def synthesize(voice: str, text: str, out_path: str | Path, rate_wpm: int = 170)
             raise RuntimeError(f"TTS voice {voice} failed on '{text[:40]}': {proc.stderr[-200:]}")
         audio, sr = sf.read(raw, dtype="float32", always_2d=True)
     audio = audio[:, 0]
-    if sr != SAMPLE_RATE:
-        from scipy.signal import resample_poly
-
-        g = gcd(sr, SAMPLE_RATE)
-        audio = resample_poly(audio, SAMPLE_RATE // g, sr // g).astype(np.float32)
+    audio = resample(audio, sr, SAMPLE_RATE)  # lhotse's resampler, as everywhere in casnat
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak == 0.0:
         raise RuntimeError(f"TTS voice {voice} produced silence for '{text[:40]}'")
@@ -181,9 +177,10 @@ def prepare_synth_en(
             sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0,
                                      duration=rec.duration, channel=0, text=text,
                                      speaker=voice, language="English")
-            cuts.append(MonoCut(id=cut_id, start=0.0, duration=rec.duration, channel=0,
-                                recording=rec, supervisions=[sup],
-                                custom={"unseen_voice": voice not in train_voices}))
+            cut = rec.to_cut()
+            cut.supervisions = [sup]
+            cut.custom = {"unseen_voice": voice not in train_voices}
+            cuts.append(cut)
         paths[split] = out_dir / f"cuts_{split}.jsonl.gz"
         CutSet.from_cuts(cuts).to_file(paths[split])
         log.info("synth_en: %s: %d cuts, %.1f min", split, len(cuts),

@@ -1,32 +1,23 @@
+"""casnat/checkpoint.py: safe loads, discovery (numeric order), default choice, averaging."""
+
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 
-from casnat.train.checkpoint import (
+from casnat.atomic import atomic_torch_save as atomic_save
+from casnat.checkpoint import (
     CheckpointError,
-    atomic_save,
     average_checkpoints,
+    default_checkpoint,
     epoch_checkpoints,
     latest_checkpoint,
     load_checkpoint,
     prune,
+    step_checkpoints,
 )
-
-
-def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
-    path = tmp_path / "ckpt-1.pt"
-    atomic_save({"x": torch.ones(2)}, path)
-
-    def boom(*a, **k):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", boom)
-    with pytest.raises(OSError):
-        atomic_save({"x": torch.zeros(2)}, path)
-    monkeypatch.undo()
-    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt-1.pt"]
 
 
 def test_load_refuses_pickled_code(tmp_path):
@@ -50,7 +41,10 @@ def test_latest_and_epoch_discovery_and_prune(tmp_path):
         atomic_save({}, tmp_path / f"ckpt-{s}.pt")
     for e in (1, 2, 10):
         atomic_save({}, tmp_path / f"epoch-{e}.pt")
+    (tmp_path / "ckpt-best.pt").write_bytes(b"")  # not a step checkpoint: ignored
     assert latest_checkpoint(tmp_path).name == "ckpt-300.pt"
+    steps = [p.name for p in step_checkpoints(tmp_path)]
+    assert steps == ["ckpt-5.pt", "ckpt-40.pt", "ckpt-300.pt"]
     eps = epoch_checkpoints(tmp_path)
     assert [p.name for p in eps] == ["epoch-1.pt", "epoch-2.pt", "epoch-10.pt"]
     prune(eps, keep=2)
@@ -65,3 +59,18 @@ def test_average(tmp_path):
     avg = average_checkpoints(epoch_checkpoints(tmp_path))
     torch.testing.assert_close(avg["w"], torch.full((2,), 3.0))
     assert avg["n"].item() == 2 and avg["w"].dtype == torch.float32
+
+
+def test_default_checkpoint_prefers_average_then_epoch_then_step(tmp_path):
+    with pytest.raises(CheckpointError, match=str(tmp_path)):
+        default_checkpoint(tmp_path)
+    for name in ("ckpt-7.pt", "ckpt-12.pt"):
+        atomic_save({}, tmp_path / name)
+    assert default_checkpoint(tmp_path).name == "ckpt-12.pt"
+    for name in ("epoch-2.pt", "epoch-10.pt"):
+        atomic_save({}, tmp_path / name)
+    assert default_checkpoint(tmp_path).name == "epoch-10.pt"
+    atomic_save({}, tmp_path / "avg-5.pt")
+    atomic_save({}, tmp_path / "avg-2.pt")
+    os.utime(tmp_path / "avg-2.pt", (1, 1))  # older: the newest average wins, not the name
+    assert default_checkpoint(tmp_path).name == "avg-5.pt"
