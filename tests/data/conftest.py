@@ -7,28 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from lhotse import CutSet, Recording, SupervisionSegment
-from lhotse.cut import MonoCut
+from lhotse import CutSet
 
-from casnat.testing import fsdd_dir
-
-# $CASNAT_SHARED_DATA or ../shared/data beside the checkout; tests that need it skip without it.
-FSDD = (fsdd_dir() or Path("shared-data-not-found/fsdd")) / "recordings"
-
-
-def make_cut(path: Path, text: str, sr: int | None = None) -> MonoCut:
-    """A one-utterance cut of ``path``; for missing/bad files pass ``sr`` to skip probing."""
-    if sr is None:
-        rec = Recording.from_file(path)
-    else:
-        from lhotse.audio import AudioSource
-
-        rec = Recording(id=path.stem, sources=[AudioSource("file", [0], str(path))],
-                        sampling_rate=sr, num_samples=sr, duration=1.0)
-    sup = SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0, duration=rec.duration,
-                             channel=0, text=text)
-    return MonoCut(id=rec.id, start=0.0, duration=rec.duration, channel=0, recording=rec,
-                   supervisions=[sup])
+from casnat.testing import make_cut
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
-from casnat.testing import tiny_config
+from casnat.testing import make_cut, tiny_config
 from casnat.train.checkpoint import latest_checkpoint, load_checkpoint
 from casnat.train.trainer import train
-from tests.data.conftest import make_cut
 
 
 def _batches(exp: Path) -> list[str]:
