@@ -27,6 +27,7 @@ from casnat.config import (
 )
 
 if TYPE_CHECKING:
+    from lhotse import CutSet
     from lhotse.cut import MonoCut
 
     from casnat.models.asr import ASRModel
@@ -160,6 +161,42 @@ def make_cut(path: Path, text: str, sr: int | None = None) -> MonoCut:
     cut.supervisions = [SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0,
                                            duration=rec.duration, channel=0, text=text)]
     return cut
+
+
+def make_tone_cuts(out_dir: Path) -> CutSet:
+    """Four 16 kHz noisy tones of 0.5-1.1 s with short texts (one, two three, four five six,
+    seven), written to ``out_dir/tone{i}.wav``: audio any feature or dataset test can read."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet
+
+    rng = np.random.default_rng(0)
+    cuts = []
+    for i, (dur, text) in enumerate([(0.5, "one"), (0.8, "two three"), (1.1, "four five six"),
+                                     (0.6, "seven")]):
+        t = np.arange(int(dur * 16000)) / 16000
+        x = 0.3 * np.sin(2 * np.pi * (200 + 100 * i) * t) + 0.01 * rng.standard_normal(t.size)
+        path = out_dir / f"tone{i}.wav"
+        sf.write(path, x.astype(np.float32), 16000)
+        cuts.append(make_cut(path, text))
+    return CutSet.from_cuts(cuts)
+
+
+def with_bad_cuts(out_dir: Path, good: CutSet) -> CutSet:
+    """``good`` interleaved with a corrupt wav, an empty wav and a missing file (text "nine"),
+    written to ``out_dir``: what a loader must skip without losing the good cuts."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet
+
+    corrupt = out_dir / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 4)
+    empty = out_dir / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    missing = out_dir / "missing.wav"
+    g = list(good)
+    bad = [make_cut(p, "nine", sr=16000) for p in (corrupt, empty, missing)]
+    return CutSet.from_cuts([g[0], bad[0], g[1], bad[1], g[2], bad[2], g[3]])
 
 
 def random_log_probs(B: int, T: int, V: int, seed: int, peaky: float = 3.0) -> torch.Tensor:
