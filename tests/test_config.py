@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from casnat.config import (
     ATDecoderConfig,
@@ -17,6 +18,7 @@ from casnat.config import (
     from_dict,
     load_config,
     save_config,
+    to_dict,
 )
 
 
@@ -98,6 +100,8 @@ def test_tuple_fields_become_tuples_and_optional_sections_nest():
     assert from_dict(_WithTuple, {"inner": None}).inner is None
     with pytest.raises(ConfigError, match=r"where\.inner: unknown key 'x'"):
         from_dict(_WithTuple, {"inner": {"x": 1}}, where="where")
+    # and through YAML, as save_config writes it: the tuple comes back a tuple
+    assert from_dict(_WithTuple, yaml.safe_load(yaml.safe_dump(to_dict(cfg)))) == cfg
 
 
 def test_save_then_load_round_trips(tmp_path):
