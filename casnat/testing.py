@@ -1,6 +1,8 @@
-"""Test helpers that ship with the package: tiny configs and a tiny real-speech corpus.
+"""Test helpers that ship with the package: tiny configs, a tiny real-speech corpus, random CTC
+inputs and a toy acoustic task a tiny model learns exactly.
 
-Used by casnat's own tests and usable by anyone extending casnat.
+Used by casnat's own tests (the only home of their shared helpers: test modules import from here,
+never from each other or from a conftest) and usable by anyone extending casnat.
 """
 
 from __future__ import annotations
@@ -8,17 +10,27 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
 
 from casnat.config import (
     ATDecoderConfig,
     DataConfig,
     EncoderConfig,
     ExperimentConfig,
+    LossConfig,
     ModelConfig,
     NATDecoderConfig,
     TokenizerConfig,
     TrainConfig,
 )
+
+if TYPE_CHECKING:
+    from lhotse import CutSet
+    from lhotse.cut import MonoCut
+
+    from casnat.models.asr import ASRModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +45,14 @@ def shared_data_dir() -> Path | None:
 
 
 def fsdd_dir() -> Path | None:
+    """The FSDD corpus directory (with ``recordings/*.wav``, 8 kHz) if it is present."""
     d = shared_data_dir()
     return d / "fsdd" if d is not None and (d / "fsdd" / "recordings").is_dir() else None
+
+
+#: FSDD's ``recordings`` folder; a path that does not exist where FSDD is absent, so tests can
+#: ``skipif(not FSDD_RECORDINGS.is_dir())`` and still name files in it at collection time.
+FSDD_RECORDINGS = (fsdd_dir() or Path("shared-data-not-found/fsdd")) / "recordings"
 
 
 def tiny_parts(
@@ -124,3 +142,135 @@ def make_tiny_fsdd(
             continue
         compute_features(path, fbank, speed_perturb=None, num_jobs=1)
     return fbank
+
+
+def make_cut(path: Path, text: str, sr: int | None = None) -> MonoCut:
+    """A one-utterance cut of the audio file ``path`` whose supervision covers it all.
+
+    ``sr`` given: the recording is described as 1 s at ``sr`` without opening the file, so missing
+    or corrupt files can be turned into cuts (their loading then fails, as tests of that need)."""
+    from lhotse import Recording, SupervisionSegment
+    from lhotse.audio import AudioSource
+
+    if sr is None:
+        rec = Recording.from_file(path)
+    else:
+        rec = Recording(id=path.stem, sources=[AudioSource("file", [0], str(path))],
+                        sampling_rate=sr, num_samples=sr, duration=1.0)
+    cut = rec.to_cut()
+    cut.supervisions = [SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0,
+                                           duration=rec.duration, channel=0, text=text)]
+    return cut
+
+
+def make_tone_cuts(out_dir: Path) -> CutSet:
+    """Four 16 kHz noisy tones of 0.5-1.1 s with short texts (one, two three, four five six,
+    seven), written to ``out_dir/tone{i}.wav``: audio any feature or dataset test can read."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet
+
+    rng = np.random.default_rng(0)
+    cuts = []
+    for i, (dur, text) in enumerate([(0.5, "one"), (0.8, "two three"), (1.1, "four five six"),
+                                     (0.6, "seven")]):
+        t = np.arange(int(dur * 16000)) / 16000
+        x = 0.3 * np.sin(2 * np.pi * (200 + 100 * i) * t) + 0.01 * rng.standard_normal(t.size)
+        path = out_dir / f"tone{i}.wav"
+        sf.write(path, x.astype(np.float32), 16000)
+        cuts.append(make_cut(path, text))
+    return CutSet.from_cuts(cuts)
+
+
+def with_bad_cuts(out_dir: Path, good: CutSet) -> CutSet:
+    """``good`` interleaved with a corrupt wav, an empty wav and a missing file (text "nine"),
+    written to ``out_dir``: what a loader must skip without losing the good cuts."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet
+
+    corrupt = out_dir / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 4)
+    empty = out_dir / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    missing = out_dir / "missing.wav"
+    g = list(good)
+    bad = [make_cut(p, "nine", sr=16000) for p in (corrupt, empty, missing)]
+    return CutSet.from_cuts([g[0], bad[0], g[1], bad[1], g[2], bad[2], g[3]])
+
+
+def random_log_probs(B: int, T: int, V: int, seed: int, peaky: float = 3.0) -> torch.Tensor:
+    """``(B, T, V)`` float32 log-softmax of scaled Gaussian logits, peakier for larger ``peaky``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.log_softmax(peaky * torch.randn(B, T, V, generator=g), dim=-1)
+
+
+def collapse(path: list[int], blank: int = 0) -> list[int]:
+    """CTC collapse: merge repeats, then drop blanks (-1 padding frames are dropped too).
+
+    Written here independently of casnat's own collapse, as the reference tests compare it to."""
+    out, prev = [], None
+    for a in path:
+        if a != prev and a != blank and a >= 0:
+            out.append(a)
+        prev = a
+    return out
+
+
+def path_score(lp: torch.Tensor, path: list[int]) -> torch.Tensor:
+    """float32 running sum of ``lp[t, path[t]]`` in frame order (the kernels' summation order)."""
+    acc = torch.tensor(0.0, dtype=torch.float32)
+    for t, a in enumerate(path):
+        acc = acc + lp[t, a]
+    return acc
+
+
+# The toy acoustic task: a vocabulary of 6 (0 blank, 1 unk, 2..4 units, 5 sos/eos) and 5 utterances.
+SYNTH_V = 6
+SYNTH_UTTS = [[2, 3, 4], [4, 2], [3, 3, 2], [4], [2, 4, 3, 2]]
+
+
+def synthetic_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``feats (N, T, 80), feat_lens (N,), tokens (N, U) padded with -1, token_lens (N,)`` of
+    ``SYNTH_UTTS``: each token is a fixed random spectral pattern held for 12 frames, with 8 frames
+    of 'silence' between tokens, a toy acoustic task a small model can learn exactly."""
+    g = torch.Generator().manual_seed(seed)
+    patterns = torch.randn(SYNTH_V, 80, generator=g) * 2
+    silence = torch.zeros(80)
+    seqs = []
+    for utt in SYNTH_UTTS:
+        frames = [silence.expand(8, 80)]
+        for tok in utt:
+            frames += [patterns[tok].expand(12, 80), silence.expand(8, 80)]
+        x = torch.cat(frames) + 0.1 * torch.randn(sum(f.shape[0] for f in frames), 80, generator=g)
+        seqs.append(x)
+    lens = torch.tensor([s.shape[0] for s in seqs])
+    feats = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+    tokens = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(u) for u in SYNTH_UTTS], batch_first=True, padding_value=-1
+    )
+    return feats, lens, tokens, torch.tensor([len(u) for u in SYNTH_UTTS])
+
+
+def overfit_config() -> ModelConfig:
+    """CASS-NAT with an AT ranker, the AT trained too (loss weight 1), for ``synthetic_batch``."""
+    enc, at, nat = tiny_parts(d_model=48, ffn_dim=96, conv_kernel=5, subsampling_channels=8)
+    return ModelConfig(
+        type="cassnat", encoder=enc, at_decoder=at, nat_decoder=nat, loss=LossConfig(at=1.0)
+    )
+
+
+def overfit(model: ASRModel, batch: tuple, steps: int = 300) -> ASRModel:
+    """Train ``model`` on the one ``batch`` until it has learnt it; return it in eval mode.
+
+    300 steps, not fewer: at 200 the AT decoder still dropped a repeated token in one utterance
+    when a test module ran on its own, and learnt it only when an earlier test had run numba's
+    parallel kernels in the process (which moves torch's float results by rounding noise)."""
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(*batch).total
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()

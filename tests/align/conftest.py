@@ -1,9 +1,8 @@
-"""Shared helpers for the alignment tests: which implementations exist and random CTC inputs."""
+"""Alignment test fixtures: every available backend (the shared helpers are in casnat.testing)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from casnat.align import _backend
 
@@ -21,27 +20,3 @@ def impl(request, monkeypatch) -> str:
         monkeypatch.setenv("CASNAT_ALIGN_REGISTERS", "0")
         return "cpp"
     return request.param
-
-
-def random_log_probs(B: int, T: int, V: int, seed: int, peaky: float = 3.0) -> torch.Tensor:
-    """``(B, T, V)`` float32 log-softmax of scaled Gaussian logits, peakier for larger ``peaky``."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.log_softmax(peaky * torch.randn(B, T, V, generator=g), dim=-1)
-
-
-def collapse(path: list[int], blank: int = 0) -> list[int]:
-    """CTC collapse: merge repeats, then drop blanks (-1 padding frames are dropped too)."""
-    out, prev = [], None
-    for a in path:
-        if a != prev and a != blank and a >= 0:
-            out.append(a)
-        prev = a
-    return out
-
-
-def path_score(lp: torch.Tensor, path: list[int]) -> torch.Tensor:
-    """float32 running sum of ``lp[t, path[t]]`` in frame order (the kernels' summation order)."""
-    acc = torch.tensor(0.0, dtype=torch.float32)
-    for t, a in enumerate(path):
-        acc = acc + lp[t, a]
-    return acc

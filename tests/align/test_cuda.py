@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from casnat.align import _backend, alignment_to_segments, ctc_viterbi_align, sample_alignments
-from tests.align.conftest import collapse, random_log_probs
+from casnat.testing import collapse, random_log_probs
 
 CUDA = torch.device("cuda")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from casnat.align import _backend, sample_alignments
-from tests.align.conftest import random_log_probs
+from casnat.testing import random_log_probs
 
 
 def _probs_to_lp(rows: list[list[float]]) -> torch.Tensor:

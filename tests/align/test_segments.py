@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from casnat.align import alignment_to_segments, ctc_viterbi_align, token_runs
-from tests.align.conftest import random_log_probs
+from casnat.testing import random_log_probs
 
 
 def _mask(rows: list[str]) -> list[list[int]]:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from casnat.align import _backend, ctc_viterbi_align
-from tests.align.conftest import collapse, path_score, random_log_probs
+from casnat.testing import collapse, path_score, random_log_probs
 
 
 def brute_force(

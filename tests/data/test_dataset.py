@@ -42,6 +42,50 @@ def test_precomputed_and_on_the_fly_agree(tone_cuts: CutSet, tok: Tokenizer, tmp
     assert torch.allclose(a.feats, b.feats, atol=0.05)  # lilcom is lossy
 
 
+def _runs(idx: list[int]) -> list[int]:
+    """Lengths of the runs of consecutive integers in sorted ``idx``."""
+    runs: list[int] = []
+    for k, v in enumerate(idx):
+        if k and v == idx[k - 1] + 1:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    return runs
+
+
+def _masks(clean: torch.Tensor, aug: torch.Tensor, length: int) -> tuple[list[int], list[int]]:
+    """Masked frequency bins and masked frames of one ``(T, F)`` utterance, checking that every
+    changed value lies in one of them, equals the utterance mean, and padding is untouched."""
+    x, y = clean[:length], aug[:length]
+    fill = x.mean()
+    cols = [f for f in range(x.shape[1]) if bool((y[:, f] == fill).all())]
+    rows = [t for t in range(length) if bool((y[t] == fill).all())]
+    changed = y != x
+    in_mask = torch.zeros_like(changed)
+    in_mask[:, cols] = True
+    in_mask[rows, :] = True
+    assert not bool((changed & ~in_mask).any()), "a value changed outside every mask"
+    assert bool((y[in_mask] == fill).all()), "a masked value is not the utterance mean"
+    assert torch.equal(aug[length:], clean[length:]), "padding frames were touched"
+    return cols, rows
+
+
+def _check_masks(clean: torch.Tensor, aug: torch.Tensor, lens: torch.Tensor,
+                 cfg: SpecAugmentConfig) -> tuple[int, int]:
+    """Per utterance of ``(N, T, F)`` feats: at most ``num_*_masks`` bands/spans, each within its
+    configured width. Returns the total number of masked bins and frames over the batch."""
+    n_cols = n_rows = 0
+    for i, length in enumerate(lens.tolist()):
+        cols, rows = _masks(clean[i], aug[i], length)
+        max_t = int(cfg.time_mask_ratio * length)
+        assert len(_runs(cols)) <= cfg.num_freq_masks
+        assert len(cols) <= cfg.num_freq_masks * cfg.freq_mask_width
+        assert len(_runs(rows)) <= cfg.num_time_masks
+        assert len(rows) <= cfg.num_time_masks * max_t
+        n_cols, n_rows = n_cols + len(cols), n_rows + len(rows)
+    return n_cols, n_rows
+
+
 def test_spec_augment_train_only(tone_cuts: CutSet, tok: Tokenizer) -> None:
     cfg = SpecAugmentConfig(num_freq_masks=2, freq_mask_width=27, num_time_masks=2,
                             time_mask_ratio=0.2)
@@ -49,10 +93,50 @@ def test_spec_augment_train_only(tone_cuts: CutSet, tok: Tokenizer) -> None:
     aug = AsrDataset(tok, train=True, spec_augment=cfg, on_the_fly=True, seed=1)[tone_cuts]
     assert not torch.equal(clean.feats, aug.feats)
     assert torch.equal(clean.feat_lens, aug.feat_lens)
+    n_cols, n_rows = _check_masks(clean.feats, aug.feats, clean.feat_lens, cfg)
+    assert n_cols > 0 and n_rows > 0  # both kinds of mask are really applied
     x = torch.randn(1, 50, 80)
     y = spec_augment(x, torch.tensor([50]), SpecAugmentConfig(2, 27, 0, 0.0),
                      torch.Generator().manual_seed(0))
     assert ((x != y).any(dim=1).sum()) <= 54  # at most 2 bands of <= 27 bins masked
+
+
+def test_spec_augment_is_off_for_eval_and_when_unset(tone_cuts: CutSet, tok: Tokenizer) -> None:
+    cfg = SpecAugmentConfig()
+    plain = AsrDataset(tok, train=True, spec_augment=None, on_the_fly=True)[tone_cuts]
+    for ds in (AsrDataset(tok, train=False, spec_augment=cfg, on_the_fly=True, seed=1),
+               AsrDataset(tok, train=True, spec_augment=None, on_the_fly=True, seed=1)):
+        assert torch.equal(ds[tone_cuts].feats, plain.feats)
+
+
+def test_spec_augment_is_deterministic_under_the_dataset_seed(tone_cuts: CutSet,
+                                                              tok: Tokenizer) -> None:
+    cfg = SpecAugmentConfig(num_freq_masks=2, freq_mask_width=10, num_time_masks=2,
+                            time_mask_ratio=0.1)
+
+    def batches(seed: int) -> list[torch.Tensor]:
+        ds = AsrDataset(tok, train=True, spec_augment=cfg, on_the_fly=True, seed=seed)
+        return [ds[tone_cuts].feats for _ in range(2)]
+
+    a, b, c = batches(3), batches(3), batches(4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # same seed, same masks
+    assert not torch.equal(a[0], a[1])  # the generator moves on: a new draw each batch
+    assert not torch.equal(a[0], c[0])  # another seed, other masks
+
+
+def test_spec_augment_masks_within_the_config_widths() -> None:
+    """Random inputs (no value equals the mean by chance); many draws cover the width range."""
+    cfg = SpecAugmentConfig(num_freq_masks=3, freq_mask_width=6, num_time_masks=2,
+                            time_mask_ratio=0.1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 120, 40, generator=g)
+    lens = torch.randint(60, 121, (16,), generator=g)
+    x[torch.arange(120)[None, :] >= lens[:, None]] = 0.0
+    y = spec_augment(x, lens, cfg, torch.Generator().manual_seed(1))
+    n_cols, n_rows = _check_masks(x, y, lens, cfg)
+    assert n_cols > 16 and n_rows > 16  # on average well over one masked bin / frame each
+    none = SpecAugmentConfig(num_freq_masks=0, freq_mask_width=6, num_time_masks=0)
+    assert torch.equal(spec_augment(x, lens, none, torch.Generator().manual_seed(1)), x)
 
 
 def test_bad_audio_skipped_in_batch(bad_cuts: CutSet, tok: Tokenizer, caplog) -> None:

@@ -4,7 +4,7 @@ import pytest
 from lhotse import CutSet
 
 from casnat.data.corpora.fsdd import WORDS, prepare_fsdd
-from tests.data.conftest import FSDD
+from casnat.testing import FSDD_RECORDINGS as FSDD
 
 pytestmark = pytest.mark.skipif(not FSDD.is_dir(), reason=f"{FSDD} not present")
 

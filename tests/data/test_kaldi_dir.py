@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from casnat.data.kaldi_dir import load_kaldi_dir, write_kaldi_dir_cuts
-from tests.data.conftest import FSDD
+from casnat.testing import FSDD_RECORDINGS as FSDD
 
 pytestmark = pytest.mark.skipif(not FSDD.is_dir(), reason=f"{FSDD} not present")
 

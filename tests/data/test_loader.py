@@ -8,7 +8,7 @@ from lhotse import CutSet
 from casnat.config import DataConfig, TokenizerConfig
 from casnat.data.loader import make_eval_loader, make_train_loader
 from casnat.data.tokenizer import Tokenizer
-from tests.data.conftest import make_cut
+from casnat.testing import make_cut
 
 
 @pytest.fixture

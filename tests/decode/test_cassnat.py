@@ -6,60 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from casnat.config import LossConfig, ModelConfig
+from casnat.config import ModelConfig
 from casnat.decode.cassnat import _groups, cassnat_search
 from casnat.decode.runner import MODES, DecodeOptions, check_mode, decode_batch
 from casnat.models.asr import ASRModel
 from casnat.nn.masks import lengths_to_mask
-from casnat.testing import tiny_parts
+from casnat.testing import SYNTH_UTTS as UTTS
+from casnat.testing import SYNTH_V as V
+from casnat.testing import overfit, overfit_config, tiny_parts
+from casnat.testing import synthetic_batch as _synthetic_batch
 
-V = 6  # 0 blank, 1 unk, 2..4 units, 5 sos/eos
 ENC, AT, NAT = tiny_parts(d_model=48, ffn_dim=96, conv_kernel=5, subsampling_channels=8)
-UTTS = [[2, 3, 4], [4, 2], [3, 3, 2], [4], [2, 4, 3, 2]]
-
-
-def _synthetic_batch(seed: int = 0):
-    """Each token is a fixed random spectral pattern held for 12 frames, with 8 frames of
-    'silence' between tokens: a toy acoustic task a small model can learn exactly."""
-    g = torch.Generator().manual_seed(seed)
-    patterns = torch.randn(V, 80, generator=g) * 2
-    silence = torch.zeros(80)
-    seqs = []
-    for utt in UTTS:
-        frames = [silence.expand(8, 80)]
-        for tok in utt:
-            frames += [patterns[tok].expand(12, 80), silence.expand(8, 80)]
-        x = torch.cat(frames) + 0.1 * torch.randn(sum(f.shape[0] for f in frames), 80, generator=g)
-        seqs.append(x)
-    lens = torch.tensor([s.shape[0] for s in seqs])
-    feats = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
-    tokens = torch.nn.utils.rnn.pad_sequence(
-        [torch.tensor(u) for u in UTTS], batch_first=True, padding_value=-1
-    )
-    return feats, lens, tokens, torch.tensor([len(u) for u in UTTS])
-
-
-def overfit_config() -> ModelConfig:
-    """CASS-NAT with an AT ranker, the AT trained too (loss weight 1)."""
-    return ModelConfig(
-        type="cassnat", encoder=ENC, at_decoder=AT, nat_decoder=NAT, loss=LossConfig(at=1.0)
-    )
-
-
-def overfit(model: ASRModel, batch: tuple, steps: int = 300) -> ASRModel:
-    """Train ``model`` on the one ``batch`` until it has learnt it; return it in eval mode.
-
-    300 steps, not fewer: at 200 the AT decoder still dropped a repeated token in one utterance
-    when this module ran on its own, and learnt it only when an earlier test had run numba's
-    parallel kernels in the process (which moves torch's float results by rounding noise)."""
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        loss = model(*batch).total
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

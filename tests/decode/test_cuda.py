@@ -15,7 +15,10 @@ import torch
 
 from casnat.decode.runner import MODES, DecodeOptions, decode_batch
 from casnat.models.asr import ASRModel
-from tests.decode.test_cassnat import UTTS, V, _synthetic_batch, overfit, overfit_config
+from casnat.testing import SYNTH_UTTS as UTTS
+from casnat.testing import SYNTH_V as V
+from casnat.testing import overfit, overfit_config
+from casnat.testing import synthetic_batch as _synthetic_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 CUDA = torch.device("cuda")

@@ -33,23 +33,57 @@ def _torchaudio_here() -> bool:
         return False
 
 
-def test_interleaved_rounds_take_the_remote_time_and_memory():
+class _Clock:
+    """A fake ``time.perf_counter`` that moves only when a test function says so, so the
+    timing protocol is checked by its logic, never by how fast this machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_interleaved_rounds_take_the_remote_time_and_memory(monkeypatch):
     """A call that another process timed counts with that process's figures, not the round
-    trip's; the others keep their own wall time."""
+    trip's; the others keep the fastest of their own wall times."""
     bench = _load_tool()
+    clock = _Clock()
+    monkeypatch.setattr(bench, "time", clock)
     calls = {"remote": 0, "local": 0}
+    local_seconds = [5.0, 2.0, 3.0]  # first call, then one per round
 
     def remote():
         calls["remote"] += 1
+        clock.now += 100.0  # the round trip is slow; the worker's own figure counts
         return bench.Remote(seconds=123.0 + calls["remote"], peak_mib=7.5)
 
     def local():
+        clock.now += local_seconds[calls["local"]]
         calls["local"] += 1
 
     res = bench.measure_interleaved({"remote": remote, "local": local}, reps=3, min_seconds=0.0)
     assert calls == {"remote": 3, "local": 3}  # alternating rounds: one call each per round
     assert res["remote"] == (124.0, 7.5)  # the fastest the worker reported, its memory
-    assert res["local"][0] < 1.0
+    assert res["local"][0] == 2.0  # the fastest of its own calls, not the first or the last
+
+
+def test_rounds_go_on_until_min_seconds_have_passed(monkeypatch):
+    bench = _load_tool()
+    clock = _Clock()
+    monkeypatch.setattr(bench, "time", clock)
+    calls = []
+
+    def fn():
+        calls.append(clock.now)
+        clock.now += 2.0
+
+    seconds, _ = bench.measure_interleaved({"fn": fn}, reps=2, min_seconds=9.0)["fn"]
+    # the first call, then rounds until >= 9 s after it: rounds starting at 2, 4, 6, 8, 10 s
+    assert len(calls) == 6 and seconds == 2.0
+    calls.clear()
+    bench.measure_interleaved({"fn": fn}, reps=2, min_seconds=9.0, max_rounds=3)
+    assert len(calls) == 3  # max_rounds caps a slow-clock row
 
 
 def test_shared_copy_is_seen_by_another_mapping(tmp_path):

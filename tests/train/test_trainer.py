@@ -14,9 +14,8 @@ import torch
 from lhotse import CutSet
 
 from casnat.checkpoint import latest_checkpoint, load_checkpoint
-from casnat.testing import tiny_config
+from casnat.testing import make_cut, tiny_config
 from casnat.train.trainer import train
-from tests.data.conftest import make_cut
 
 
 def _batches(exp: Path) -> list[str]:
