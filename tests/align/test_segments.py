@@ -1,4 +1,4 @@
-"""Tests of casnat.align.alignment_to_segments on hand-worked examples (CASSNAT.md definition)."""
+"""Tests of casnat.align.alignment_to_segments on hand-worked examples (docs/method.md)."""
 
 from __future__ import annotations
 
