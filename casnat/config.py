@@ -123,7 +123,7 @@ class NATDecoderConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of the iterated loss (CASSNAT.md)."""
+    """Weights of the iterated loss (docs/method.md)."""
 
     ctc: float = 0.5
     inter_ctc: float = 0.5

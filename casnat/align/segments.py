@@ -1,6 +1,6 @@
 """Collapse a frame-level CTC path into tokens and the CASS-NAT segment of each decoder position.
 
-Definition (``shared/CASSNAT.md``, "Alignment -> segments"): frame t *starts* a token if it is not
+Definition (``docs/method.md``, "segments"): frame t *starts* a token if it is not
 blank and differs from frame t-1. With c_t = number of starts strictly before t, decoder position u
 (u = 0..U) owns the frames with c_t = u: from the frame after the start of token u-1 up to and
 including the start of token u. Position U is end-of-sentence and always owns the last valid frame.

@@ -1,7 +1,7 @@
 """Batched CTC Viterbi (forced) alignment: the best CTC path of each utterance's reference.
 
 CASS-NAT cuts the encoder output into token segments along this path in every training batch
-(see ``shared/CASSNAT.md``, "Alignment -> segments"), so it runs as one compiled, batched op
+(see ``docs/method.md``, "From a CTC path to segments"), so it runs as one compiled, batched op
 (``torch.ops.casnat.ctc_viterbi_align``: C++/OpenMP on CPU, CUDA on GPU) with a numba fallback.
 On CPUs with AVX-512, targets of up to 127 labels take a kernel that keeps every state in vector
 registers (several times less work per frame than the general kernel, same paths and scores);

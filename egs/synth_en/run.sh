@@ -9,7 +9,8 @@
 #   ./run.sh --stage 4 --model ctc /path/to/text
 #
 # Stages: 0 synthesize + manifests, 1 features, 2 train, 3 average (how many checkpoints: chosen
-# on dev), 4 decode, 5 speed benchmark + RESULTS.md.
+# on dev), 4 decode, 5 speed benchmark + RESULTS.md. Stage 0 and the split of test by voice are
+# this corpus's own; 1-5 are ../stages.sh, shared by every recipe.
 set -euo pipefail
 
 stage=0
@@ -24,7 +25,7 @@ num_dev=100
 num_test=200
 
 . "$(dirname "$0")/../parse_options.sh"
-. "$(dirname "$0")/../decode_modes.sh"
+. "$(dirname "$0")/../stages.sh"
 
 if [ $# -ne 1 ]; then
   echo "usage: $0 [--stage N] [--stop-stage N] [--model NAME] [--num-train N] <text-dir-or-file>" >&2
@@ -37,75 +38,24 @@ cd "$(dirname "$0")"
 exp=exp/$model
 mkdir -p data exp
 
-if [ $stage -le 0 ] && [ $stop_stage -ge 0 ] && [ ! -f data/manifests/.done ]; then
+if in_stages 0 && [ ! -f data/manifests/.done ]; then
   echo "stage 0: synthesize $num_train/$num_dev/$num_test utterances"
   casnat prepare synth_en "$text" data/manifests --num-train $num_train --num-dev $num_dev \
     --num-test $num_test --num-jobs $nj
   touch data/manifests/.done
 fi
 
-if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ ! -f data/fbank/.done ]; then
-  echo "stage 1: 80-dim fbank (train with speed perturbation 0.9/1.0/1.1)"
-  casnat features --cuts data/manifests/cuts_train.jsonl.gz --out-dir data/fbank --speed-perturb --num-jobs $nj
-  for part in dev test; do
-    casnat features --cuts data/manifests/cuts_$part.jsonl.gz --out-dir data/fbank --num-jobs $nj
-  done
-  python local/split_by_voice.py data/fbank/cuts_test.jsonl.gz   # test_seen / test_unseen voices
-  touch data/fbank/.done
-fi
+# Stage 1's extra step: test_seen / test_unseen voices, decoded apart in stage 4.
+local_features() {
+  python local/split_by_voice.py data/fbank/cuts_test.jsonl.gz
+}
 
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -f $exp/.train.done ]; then
-  echo "stage 2: train $model (log: $exp/train.log)"
-  casnat train --config conf/$model.yaml --exp-dir $exp --resume
-  touch $exp/.train.done
-fi
-
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  echo "stage 3: average the newest n <= $avg epoch checkpoints, n chosen on dev"
-  select_modes=$(decode_modes $exp ctc_greedy cassnat)   # cassnat when the model has it
-  casnat average --exp-dir $exp --last $avg --out $exp/avg-dev.pt \
-    --select-on data/fbank/cuts_dev.jsonl.gz --select-modes $select_modes | tee $exp/avg_select.txt
-fi
-
-if [ "$modes" = auto ] && [ $stage -le 5 ] && [ $stop_stage -ge 4 ]; then
-  modes=$(decode_modes $exp)   # what the trained model can decode with
-fi
-
-if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  echo "stage 4: decode"
-  for part in test test_seen test_unseen; do
-    for mode in $modes; do
-      casnat decode --exp-dir $exp --checkpoint $exp/avg-dev.pt --cuts data/fbank/cuts_$part.jsonl.gz \
-        --mode $mode --out-dir $exp/decode_${part}_${mode}
-    done
-  done
-fi
-
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  results=RESULTS.md   # the default model's; any other model writes RESULTS_<model>.md
-  [ "$model" = cassnat ] || results=RESULTS_$model.md
-  echo "stage 5: speed + accuracy of every mode side by side (batch 1 and batched), $results"
-  for part in test; do
-    python ../../tools/bench_decode.py --exp-dir $exp --checkpoint $exp/avg-dev.pt \
-      --cuts data/fbank/cuts_$part.jsonl.gz --modes $modes --num-threads $bench_threads \
-      --profile --out $exp/bench_$part.md 2>&1 | tee $exp/bench_$part.log
-  done
-  {
-    echo "# synth_en: $model ($(date -u +%Y-%m-%d), $(nproc) CPU cores, torch threads $bench_threads)"
-    echo
-    echo '## WER per test set and mode (`casnat decode`, stage 4)'
-    echo
-    casnat report $exp
-    echo
-    echo '## Checkpoint averaging, chosen on dev (stage 3: word errors per dev set and mode)'
-    echo
-    cat $exp/avg_select.txt
-    for part in test; do
-      echo
-      echo "## $part: WER and decoding speed, measured side by side on one model (tools/bench_decode.py)"
-      echo
-      cat $exp/bench_$part.md
-    done
-  } > $results.tmp && mv $results.tmp $results
-  cat $results
-fi
+recipe=synth_en
+train_set=train
+feature_sets="dev test"
+dev_sets=dev
+test_sets="test test_seen test_unseen"
+bench_sets=test
+results=RESULTS.md   # the default model's; any other model writes RESULTS_<model>.md
+[ "$model" = cassnat ] || results=RESULTS_$model.md
+run_stages

@@ -1,4 +1,4 @@
-"""egs/librispeech/run.sh on a tiny fake LibriSpeech: manifests, features, a few training steps.
+"""egs/librispeech/run.sh on a tiny fake LibriSpeech: every stage, on a tiny 2-epoch model.
 
 The fake corpus has the real layout
 (``LibriSpeech/{part}/{spk}/{chapter}/{spk}-{chapter}-{utt}.flac`` + ``{spk}-{chapter}.trans.txt``,
@@ -97,18 +97,60 @@ def test_stages_0_1_write_manifests_and_features(prepared: tuple[Path, Path]) ->
     assert (data / "fbank" / "cuts_test_other.jsonl.gz").is_file()
 
 
-@needs_cli
-def test_stage_2_trains_a_few_steps(prepared: tuple[Path, Path]) -> None:
+@pytest.fixture(scope="module")
+def trained(prepared: tuple[Path, Path]) -> tuple[Path, Path, Path]:
+    """Stage 2 with a tiny config of 2 epochs (so stage 3 has two to average); (root, data, exp)."""
     root, data = prepared
     conf = root / "tiny.yaml"
-    save_config(tiny_config(Path("data/fbank"), "cassnat", max_steps=2), conf)
+    save_config(tiny_config(Path("data/fbank"), "cassnat", max_epochs=2), conf)
     exp = root / "exp"
     run_recipe("--stage", 2, "--stop-stage", 2, "--ngpu", 0, "--config", conf,
                "--data-dir", data, "--exp-dir", exp, root / "LibriSpeech")
+    return root, data, exp
+
+
+@needs_cli
+def test_stage_2_trains_a_few_steps(trained: tuple[Path, Path, Path]) -> None:
+    _, data, exp = trained
     assert (exp / ".train.done").is_file()
     assert str(data / "fbank" / "cuts_train.jsonl.gz") in (exp / "train.yaml").read_text()
     assert (exp / "tokenizer" / "tokenizer.json").is_file()
-    assert list(exp.glob("*.pt"))
+    assert [p.name for p in sorted(exp.glob("epoch-*.pt"))] == ["epoch-1.pt", "epoch-2.pt"]
+
+
+def _stage_args(root: Path, data: Path, exp: Path, first: int, last: int) -> list[str | Path]:
+    # one test set and two modes keep it fast; the full lists are the stub test's (test_stages.py)
+    return ["--stage", first, "--stop-stage", last, "--ngpu", 0, "--data-dir", data,
+            "--exp-dir", exp, "--test-sets", "test_clean", "--bench-sets", "test_clean",
+            "--modes", "ctc_greedy cassnat", "--results", root / "RESULTS.md",
+            root / "LibriSpeech"]
+
+
+@needs_cli
+def test_stages_3_4_average_on_dev_and_decode(trained: tuple[Path, Path, Path]) -> None:
+    root, data, exp = trained
+    run_recipe(*_stage_args(root, data, exp, 3, 4))
+    select = (exp / "avg_select.txt").read_text()
+    assert "cuts_dev_clean:ctc_greedy" in select and "cuts_dev_other:cassnat" in select
+    assert "selected: average of the last" in select
+    assert (exp / "avg-dev.pt").is_file()
+    for mode in ("ctc_greedy", "cassnat"):
+        assert (exp / f"decode_test_clean_{mode}" / "wer.txt").is_file(), mode
+
+
+@needs_cli
+def test_stage_5_writes_results(trained: tuple[Path, Path, Path]) -> None:
+    root, data, exp = trained
+    bench = subprocess.run(["casnat", "bench-decode", "--help"], capture_output=True, text=True)
+    if bench.returncode != 0:
+        pytest.skip("this casnat has no bench-decode subcommand yet")
+    if not (exp / "avg-dev.pt").is_file():
+        run_recipe(*_stage_args(root, data, exp, 3, 4))
+    run_recipe(*_stage_args(root, data, exp, 5, 5))
+    results = (root / "RESULTS.md").read_text()
+    assert results.startswith("# librispeech: cassnat_100h (")
+    assert (exp / "avg_select.txt").read_text() in results
+    assert (exp / "bench_test_clean.md").read_text() in results
 
 
 def test_missing_corpus_is_named(tmp_path: Path) -> None:
