@@ -71,9 +71,10 @@ def write_manifest(path: Path, num_cuts: int, seed: int = 0) -> None:
 
 def child(way: str, path: Path, batches: int) -> dict[str, float]:
     """Run in a fresh process: open, sample, report seconds and peak RSS (MiB)."""
-    import casnat.data.loader as loader
     from lhotse import CutSet
     from lhotse.dataset import DynamicBucketingSampler
+
+    import casnat.data.loader as loader
 
     out: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -134,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| way | open s | first batch s | batches/s | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|")
     for way, r in rows:
-        def f(k: str, fmt: str) -> str:
-            return format(r[k], fmt) if k in r else "-"
-        print(f"| {way} | {f('open_s', '.1f')} | {f('first_batch_s', '.1f')} | "
-              f"{f('batches_per_s', '.0f')} | {f('rss_mib', '.0f')} |")
+        cells = [format(r[k], fmt) if k in r else "-" for k, fmt in
+                 (("open_s", ".1f"), ("first_batch_s", ".1f"), ("batches_per_s", ".0f"),
+                  ("rss_mib", ".0f"))]
+        print(f"| {way} | " + " | ".join(cells) + " |")
     return 0
 
 

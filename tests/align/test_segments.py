@@ -1,4 +1,4 @@
-"""Tests of casnat.align.alignment_to_segments on hand-worked examples (docs/method.md definition), and
+"""Tests of casnat.align.alignment_to_segments on hand-worked examples (docs/method.md), and
 of token_runs, the one collapse of a CTC path that the segments and the greedy CTC search share."""
 
 from __future__ import annotations
