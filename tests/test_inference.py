@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -89,8 +90,12 @@ def test_transcribe_real_wav_and_broken_files(trained_exp, always_emitting, tmp_
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     missing = tmp_path / "missing.wav"
+    tiny = tmp_path / "tiny.wav"  # 10 samples: shorter than one feature frame
+    sf.write(tiny, np.zeros(10, dtype=np.float32), 8000)
     rec = load_model(trained_exp, checkpoint=always_emitting)
-    out = rec.transcribe([wav, broken, wav, missing], mode="ctc_greedy", batch_size=2)
+    out = rec.transcribe([wav, broken, wav, missing, tiny], mode="ctc_greedy", batch_size=2)
+    assert "tiny.wav" in out[4].error and "too short" in out[4].error and out[4].text == ""
+    out = out[:4]
     assert [t.source for t in out] == [str(wav), str(broken), str(wav), str(missing)]
     assert out[0].error is None and out[2].error is None
     assert "broken.wav" in out[1].error and out[1].text == "" and out[1].tokens == []

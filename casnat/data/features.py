@@ -224,7 +224,17 @@ def cut_features(cut: Any, extractor: FeatureExtractor, sample_rate: int) -> np.
     (see :func:`load_audio_checked`)."""
     if cut.sampling_rate != sample_rate:
         cut = cut.resample(sample_rate)
-    return extractor.extract(load_audio_checked(cut), cut.sampling_rate)
+    samples = load_audio_checked(cut)
+    # The fbank backends fail with a shape error on audio shorter than one analysis window.
+    frame_length = getattr(getattr(extractor, "config", None), "frame_length",
+                           DEFAULT_FEATURES.frame_length)
+    need = int(round(frame_length * cut.sampling_rate))
+    if samples.shape[-1] < need:
+        raise ValueError(
+            f"{audio_source(cut)}: audio too short ({samples.shape[-1]} samples at "
+            f"{cut.sampling_rate} Hz; one feature frame needs {need})"
+        )
+    return extractor.extract(samples, cut.sampling_rate)
 
 
 def _one_thread() -> None:
