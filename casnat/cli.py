@@ -6,6 +6,7 @@
     casnat average --exp-dir exp/Y --last 5              checkpoint averaging
     casnat decode --exp-dir exp/Y --cuts test.jsonl.gz   decode + WER/CER report
     casnat transcribe --exp-dir exp/Y a.wav b.flac       batch transcription of audio files
+    casnat bench-train --config X.yaml [--config Y.yaml] training frames/s, fp32 vs bf16
 
 Errors the user can fix (missing file, bad config key, unreadable checkpoint) print as one line,
 without a traceback, and exit with status 2.
@@ -20,7 +21,8 @@ import sys
 
 from casnat.errors import UserError
 
-COMMANDS = ("prepare", "features", "train", "average", "decode", "transcribe", "report")
+COMMANDS = ("prepare", "features", "train", "average", "decode", "transcribe", "report",
+            "bench-train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name in COMMANDS:
-        mod = importlib.import_module(f"casnat.bin.{name}")
+        mod = importlib.import_module(f"casnat.bin.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0])
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
