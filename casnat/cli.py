@@ -7,6 +7,7 @@
     casnat decode --exp-dir exp/Y --cuts test.jsonl.gz   decode + WER/CER report
     casnat transcribe --exp-dir exp/Y a.wav b.flac       batch transcription of audio files
     casnat bench-decode --exp-dir exp/Y --cuts C         WER and speed of the modes, side by side
+    casnat bench-train --config X.yaml [--config Y.yaml] training frames/s, fp32 vs bf16
     casnat report exp/Y [exp/Z ...] --out RESULTS.md     table of the decode_*/summary.json
 
 Errors the user can fix (missing file, bad config key, unreadable checkpoint) print as one line,
@@ -22,7 +23,8 @@ import sys
 from casnat.bin._common import run_guarded, setup_logging
 
 COMMANDS = (
-    "prepare", "features", "train", "average", "decode", "transcribe", "bench-decode", "report"
+    "prepare", "features", "train", "average", "decode", "transcribe", "bench-decode", "report",
+    "bench-train",
 )
 
 

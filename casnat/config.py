@@ -161,7 +161,12 @@ class TrainConfig:
     grad_clip: float = 5.0
     accum_grad: int = 1
     weight_decay: float = 1e-6
-    amp: bool = True  # used only on CUDA
+    # Mixed precision: on CUDA bf16 (fp16 + GradScaler where bf16 is unsupported); on CPU bf16
+    # autocast where the CPU has native bf16 (AVX512-BF16/AMX), else fp32 (casnat.train.precision).
+    amp: bool = True
+    # auto: as above; bf16: bf16 even where emulated; fp16: CUDA only; fp32: no autocast.
+    # The environment variable CASNAT_CPU_BF16=0 forces fp32 on CPU whatever this says.
+    amp_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     log_interval: int = 20
     checkpoint_every_steps: int = 500
     keep_last: int = 10  # epoch checkpoints kept for averaging

@@ -22,6 +22,7 @@ import torch
 
 from casnat.align import _backend
 from casnat.align._checks import as_lengths, as_log_probs, check
+from casnat.profiling import phase
 
 _FN = "ctc_viterbi_align"
 
@@ -159,4 +160,5 @@ def ctc_viterbi_align(
     prepared = _prepare(
         log_probs, input_lengths, targets, target_lengths, int(blank), check_values=not cpu_kernel
     )
-    return _run(*prepared, int(blank), impl)
+    with phase("align"):
+        return _run(*prepared, int(blank), impl)

@@ -46,6 +46,7 @@ from casnat.train.distributed import (
 )
 from casnat.train.experiment import prepare_experiment
 from casnat.train.logger import TrainLogger
+from casnat.train.precision import resolve_precision
 from casnat.train.scheduler import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -80,17 +81,6 @@ def _make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.opti
         betas=(0.9, 0.98),
         eps=1e-9,
         weight_decay=cfg.train.weight_decay,
-    )
-
-
-def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    dtype = (
-        torch.bfloat16
-        if device.type == "cuda" and torch.cuda.is_bf16_supported()
-        else torch.float16
-    )
-    return torch.autocast(
-        device_type=device.type, dtype=dtype, enabled=enabled and device.type == "cuda"
     )
 
 
@@ -207,7 +197,9 @@ def _train(
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and dev.type == "cuda")
+    prec = resolve_precision(dev, tc.amp, tc.amp_dtype)
+    logger.info(prec.describe())
+    scaler = torch.amp.GradScaler("cuda", enabled=prec.grad_scaler)
     state = TrainState()
 
     # 3. Resume from the newest checkpoint, if asked and one exists.
@@ -270,7 +262,7 @@ def _train(
             sync = accum % tc.accum_grad == 0
             ctx = ddp_model.no_sync() if (info.world_size > 1 and not sync) else nullcontext()
             with ctx:
-                with _autocast(dev, tc.amp):
+                with prec.autocast():
                     losses = ddp_model(
                         batch.feats.to(dev),
                         batch.feat_lens.to(dev),
