@@ -9,11 +9,13 @@ recording is never encoded whole. Instead:
    (with ``vad_context_s`` of context each side, discarded) and every encoder frame gets
    P(blank). A pause is a run of at least ``min_pause_s`` of frames with P(blank) above
    ``blank_threshold`` (``vad="energy"`` uses frame energy instead: cheaper, cruder).
-3. **Cut** the stream into segments of at most ``max_segment_s``: at the midpoint of the last
-   pause that keeps the segment within the limit. With no pause in reach (continuous speech),
-   the cut goes at the most blank-like frame of the segment's second half: CTC emits a token on
-   a spike of non-blank frames, so a frame where blank dominates lies between tokens, and a cut
-   there loses and duplicates nothing without needing overlapping windows and a merge.
+3. **Cut** the stream into segments of at most ``max_segment_s``: at the midpoint of the first
+   pause at least ``min_segment_s`` in (by default every pause: utterance-like segments decode
+   best with models trained on utterances, and are the cheapest for self-attention). With no
+   pause in reach (continuous speech), the cut goes at the most blank-like frame of the
+   segment's second half: CTC emits a token on a spike of non-blank frames, so a frame where
+   blank dominates lies between tokens, and a cut there loses and duplicates nothing without
+   needing overlapping windows and a merge.
 4. **Decode** segments in batches (sorted by length, at most ``batch_seconds`` of audio each)
    with :meth:`Recognizer.transcribe_features`, skipping segments the CTC pass found entirely
    blank (greedy CTC would output nothing there).
@@ -52,6 +54,9 @@ class LongformConfig:
     """How long audio is segmented and batched (seconds unless said otherwise)."""
 
     max_segment_s: float = 20.0  # longest segment the model decodes
+    # Shortest segment when a pause allows a cut: 0 cuts at every pause, so segments are
+    # utterance-like (best for models trained on single utterances: see tools/bench_longform.py).
+    min_segment_s: float = 0.0
     min_pause_s: float = 0.3  # shortest run of blank frames that counts as a pause
     blank_threshold: float = 0.95  # P(blank) above which a frame is silent (ctc VAD)
     vad: Literal["ctc", "energy"] = "ctc"
@@ -60,6 +65,7 @@ class LongformConfig:
     vad_context_s: float = 1.0  # context each side of a VAD chunk, encoded and discarded
     lookahead_s: float = 5.0  # VAD frames known beyond max_segment_s before cutting
     batch_seconds: float = 200.0  # audio per decoding batch (bounds the batch's memory)
+    batch_size: int = 16  # segments per decoding batch
     block_s: float = 10.0  # audio read from a file at once
 
 
@@ -200,13 +206,14 @@ def pause_runs(silent: np.ndarray, min_frames: int) -> list[tuple[int, int]]:
             if e - s >= min_frames]
 
 
-def choose_cut(score: np.ndarray, max_frames: int, min_pause: int, threshold: float
-               ) -> tuple[int, bool]:
+def choose_cut(score: np.ndarray, max_frames: int, min_pause: int, threshold: float,
+               min_frames: int = 0) -> tuple[int, bool]:
     """Where to end the next segment, in frames, and whether that cut is at a pause.
 
-    The midpoint of the last pause that starts within ``max_frames`` (clamped to
-    ``max_frames``); failing that, the most silent frame of ``[max_frames // 2, max_frames]``
-    (the latest one on ties, for the longest segment).
+    The midpoint of the first pause whose midpoint is at least ``min_frames`` in (clamped to
+    ``max_frames``); else of the last pause before that; failing any pause within
+    ``max_frames``, the most silent frame of ``[max_frames // 2, max_frames]`` (the latest one
+    on ties, for the longest segment).
 
     >>> s = np.array([0.1] * 10 + [0.99] * 4 + [0.1] * 10)
     >>> choose_cut(s, 20, 3, 0.95)
@@ -214,11 +221,11 @@ def choose_cut(score: np.ndarray, max_frames: int, min_pause: int, threshold: fl
     >>> choose_cut(np.array([0.1, 0.2, 0.9, 0.3, 0.1, 0.1]), 4, 3, 0.95)
     (2, False)
     """
-    runs = [r for r in pause_runs(score > threshold, min_pause)
-            if r[0] < max_frames and (r[0] + r[1]) // 2 > 0]
-    if runs:
-        s, e = runs[-1]
-        return min((s + e) // 2, max_frames), True
+    cuts = [min((s + e) // 2, max_frames) for s, e in pause_runs(score > threshold, min_pause)
+            if s < max_frames and (s + e) // 2 > 0]
+    if cuts:
+        late = [c for c in cuts if c >= min_frames]
+        return (late[0] if late else cuts[-1]), True
     lo = max(1, max_frames // 2)
     window = score[lo : max_frames + 1]
     best = lo + int(len(window) - 1 - np.argmax(window[::-1]))
@@ -281,7 +288,8 @@ def segment_stream(
         if eof and len(buf) <= max_frames * hop:
             cut, at_pause = -(-len(buf) // hop), True
         else:
-            cut, at_pause = choose_cut(score, max_frames, min_pause, cfg.blank_threshold)
+            cut, at_pause = choose_cut(score, max_frames, min_pause, cfg.blank_threshold,
+                                       int(cfg.min_segment_s / frame_seconds))
         n = min(len(buf), cut * hop)
         silent = bool(np.all(score[:cut] > 0.5)) if cfg.vad == "ctc" else False
         yield Segment(buf_start / sr, buf[:n].copy(), sr, after_pause, silent)
@@ -375,7 +383,7 @@ def transcribe_long(
         n_seg += 1
         pending.append(seg)
         pending_s += seg.duration
-        if pending_s >= cfg.batch_seconds:
+        if pending_s >= cfg.batch_seconds or len(pending) >= cfg.batch_size:
             flush()
     flush()
     pieces = [p for _, ps in parts for p in ps]

@@ -112,13 +112,20 @@ def test_words_at_pauses_survive_many_segments(vad):
     words; every word comes back once, at its true time."""
     words, total = layout(40, 0.2, 0.4)
     rec = FakeRecognizer()
-    cfg = LongformConfig(**{**SMALL.__dict__, "vad": vad})
+    cfg = LongformConfig(**{**SMALL.__dict__, "vad": vad, "min_segment_s": 1.2})
     res = transcribe_long(rec, make_audio(words, total), SR, cfg=cfg)
     _check(res, words)
     assert len(res.segments) >= 10 and all(e - s <= 2.0 + 1e-9 for s, e in res.segments)
     assert res.text == " ".join(f"w{k}" for k, _, _ in words)
     assert res.duration == pytest.approx(total)
     assert len(rec.batches) > 1  # decoded in several bounded batches
+
+
+def test_every_pause_cut_gives_one_segment_per_word():
+    words, total = layout(30, 0.2, 0.4, seed=2)
+    res = transcribe_long(FakeRecognizer(), make_audio(words, total), SR, cfg=SMALL)
+    _check(res, words)
+    assert len(res.segments) >= 29  # the end of the stream, once within max_segment_s, is one
 
 
 def test_continuous_speech_is_cut_between_tokens():
@@ -172,10 +179,12 @@ def test_stream_is_read_lazily():
     assert sum(len(s.samples) for s in [first, *rest]) == len(audio)  # cuts tile the audio
 
 
-def test_choose_cut_prefers_the_last_pause_in_reach():
+def test_choose_cut_takes_the_first_pause_past_the_minimum():
     s = np.array([0.1] * 5 + [0.99] * 4 + [0.1] * 5 + [0.99] * 6 + [0.1] * 10)
-    assert choose_cut(s, 20, 3, 0.95) == (17, True)
-    assert choose_cut(s, 12, 3, 0.95) == (7, True)
+    assert choose_cut(s, 20, 3, 0.95) == (7, True)  # every pause
+    assert choose_cut(s, 20, 3, 0.95, min_frames=10) == (17, True)
+    assert choose_cut(s, 20, 3, 0.95, min_frames=19) == (17, True)  # none past it: the last
+    assert choose_cut(s, 15, 3, 0.95, min_frames=10) == (15, True)  # clamped, inside the pause
     # no pause: the latest most blank-like frame of the second half
     assert choose_cut(np.array([0.9, 0.1, 0.1, 0.8, 0.2, 0.8, 0.1]), 6, 3, 0.95) == (5, False)
 

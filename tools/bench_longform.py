@@ -79,7 +79,8 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     rec = load_model(args.exp_dir, args.checkpoint, args.device)
-    cfg = LongformConfig(max_segment_s=args.max_segment_s, vad=args.vad)
+    cfg = LongformConfig(max_segment_s=args.max_segment_s, min_segment_s=args.min_segment_s,
+                         min_pause_s=args.min_pause_s, vad=args.vad, batch_size=args.batch_size)
     t0 = time.perf_counter()
     res = transcribe_long(rec, args.child, opts=DecodeOptions(mode=args.mode), cfg=cfg)
     wall = time.perf_counter() - t0
@@ -148,6 +149,9 @@ def main() -> None:
     ap.add_argument("--mode", default="cassnat")
     ap.add_argument("--vad", default="ctc", choices=["ctc", "energy"])
     ap.add_argument("--max-segment-s", type=float, default=20.0)
+    ap.add_argument("--min-segment-s", type=float, default=0.0)
+    ap.add_argument("--min-pause-s", type=float, default=0.3)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -172,7 +176,8 @@ def main() -> None:
             rows.append(r)
             wav.unlink()
             print(f"done {minutes:g} min: {json.dumps(r)}", file=sys.stderr)
-    print(f"mode {args.mode}, vad {args.vad}, max segment {args.max_segment_s:g} s, "
+    print(f"mode {args.mode}, vad {args.vad}, segments {args.min_segment_s:g}-"
+          f"{args.max_segment_s:g} s, min pause {args.min_pause_s:g} s, "
           f"{args.threads} threads, device {args.device}")
     print("| minutes | utts | segments | peak RSS MiB | wall s | RTF | WER vs ref | "
           "one-by-one WER vs ref | WER vs one-by-one | starts within 100 ms |")
