@@ -94,8 +94,10 @@ def layout(n: int, word_s: float, gap_s: float, lead: float = 0.2, seed: int = 0
     return words, t + lead
 
 
-SMALL = LongformConfig(max_segment_s=2.0, vad_chunk_s=1.52, vad_context_s=0.2, lookahead_s=0.4,
-                       batch_seconds=5.0, block_s=0.37)
+# Segments of at most 2 s cut at every pause, VAD chunks of 1.52 s, blocks of 0.37 s: small
+# enough that a few seconds of audio cross every kind of boundary.
+SMALL = LongformConfig(max_segment_s=2.0, min_segment_s=0.0, vad_chunk_s=1.52, vad_context_s=0.2,
+                       lookahead_s=0.4, batch_seconds=5.0, block_s=0.37)
 
 
 def _check(res, words) -> None:
