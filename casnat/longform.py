@@ -19,6 +19,8 @@ recording is never encoded whole. Instead:
 4. **Decode** segments in batches (sorted by length, at most ``batch_seconds`` of audio each)
    with :meth:`Recognizer.transcribe_features`, skipping segments the CTC pass found entirely
    blank (greedy CTC would output nothing there).
+   Searches without token timing (AT beam) get it from the CTC forced alignment of their
+   output (:func:`forced_timings`).
 5. **Stitch**: every token's encoder frames are offset by its segment's start; words are built
    per stretch of segments joined by hard cuts (a pause cut is always a word boundary).
 
@@ -307,6 +309,46 @@ def _frame_seconds(rec) -> float:
     return rec.cfg.features.frame_shift * rec.model.encoder.subsampling_factor
 
 
+def token_spans(alignment: list[int], blank: int = 0) -> tuple[list[int], list[int]]:
+    """First and last frame of each token on a CTC path (labels per frame, blank included, -1
+    padding): a token starts at a non-blank frame after a blank or a different label.
+
+    >>> token_spans([0, 5, 5, 0, 5, 7, 7, 0, -1])
+    ([1, 4, 5], [2, 4, 6])
+    """
+    starts: list[int] = []
+    ends: list[int] = []
+    prev = blank
+    for t, lab in enumerate(alignment):
+        if lab < 0:
+            break
+        if lab != blank and lab != prev:
+            starts.append(t)
+            ends.append(t)
+        elif lab != blank:
+            ends[-1] = t
+        prev = lab
+    return starts, ends
+
+
+@torch.no_grad()
+def forced_timings(rec, feats: torch.Tensor, tokens: list[int]) -> tuple[list[int], list[int]]:
+    """Encoder-frame spans of ``tokens`` from the CTC forced alignment (casnat's own op), for
+    searches that give no timing (AT beam). ``([], [])`` when no CTC path fits the tokens."""
+    from casnat.align import ctc_viterbi_align
+
+    lens = torch.tensor([feats.shape[0]], device=rec.device)
+    enc = rec.model.encode(feats[None].to(rec.device), lens)
+    lp = rec.model.ctc(enc.out)
+    tgt = torch.tensor([tokens], dtype=torch.int64, device=lp.device)
+    ali, score = ctc_viterbi_align(lp, enc.lens, tgt, torch.tensor([len(tokens)], device=lp.device),
+                                   blank=rec.model.blank_id)
+    if not torch.isfinite(score[0]):
+        return [], []
+    starts, ends = token_spans(ali[0].tolist(), rec.model.blank_id)
+    return (starts, ends) if len(starts) == len(tokens) else ([], [])
+
+
 def _decode_batch(rec, segs: list[Segment], opts: DecodeOptions) -> list[list[TimedPiece]]:
     """Pieces (file time) of each segment; sorted by length for the batch, results in order."""
     fs = _frame_seconds(rec)
@@ -323,8 +365,11 @@ def _decode_batch(rec, segs: list[Segment], opts: DecodeOptions) -> list[list[Ti
         return out
     hyps = rec.transcribe_features([feats[i] for i in order], opts)
     for i, h in zip(order, hyps, strict=True):
-        out[i] = token_pieces(rec.tokenizer, h.tokens, h.token_starts, h.token_ends,
-                              h.confidences, fs, offset=segs[i].start)
+        starts, ends = h.token_starts, h.token_ends
+        if h.tokens and not starts:
+            starts, ends = forced_timings(rec, feats[i], list(h.tokens))
+        out[i] = token_pieces(rec.tokenizer, h.tokens, starts, ends, h.confidences, fs,
+                              offset=segs[i].start)
     return out
 
 
@@ -410,8 +455,10 @@ __all__ = [
     "choose_cut",
     "ctc_blank_silence",
     "energy_silence",
+    "forced_timings",
     "pause_runs",
     "segment_stream",
     "stitch",
+    "token_spans",
     "transcribe_long",
 ]

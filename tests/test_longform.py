@@ -9,6 +9,7 @@ time" exact checks, with joins placed on VAD chunk boundaries and with no pauses
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -143,6 +144,20 @@ def test_join_on_a_vad_chunk_boundary():
     """A word straddling the first VAD chunk's end (1.52 s) is found once."""
     words = [(3, 0.4, 0.2), (5, 1.44, 0.16), (7, 2.4, 0.2), (2, 3.6, 0.2)]
     res = transcribe_long(FakeRecognizer(), make_audio(words, 4.4), SR, cfg=SMALL)
+    _check(res, words)
+
+
+class UntimedRecognizer(FakeRecognizer):
+    """Like an AT search: tokens and confidences, no frames."""
+
+    def transcribe_features(self, feats, opts):
+        return [dataclasses.replace(h, token_starts=[], token_ends=[])
+                for h in super().transcribe_features(feats, opts)]
+
+
+def test_untimed_search_gets_times_from_forced_alignment():
+    words, total = layout(12, 0.2, 0.4, seed=3)
+    res = transcribe_long(UntimedRecognizer(), make_audio(words, total), SR, cfg=SMALL)
     _check(res, words)
 
 
