@@ -334,19 +334,28 @@ def token_spans(alignment: list[int], blank: int = 0) -> tuple[list[int], list[i
 @torch.no_grad()
 def forced_timings(rec, feats: torch.Tensor, tokens: list[int]) -> tuple[list[int], list[int]]:
     """Encoder-frame spans of ``tokens`` from the CTC forced alignment (casnat's own op), for
-    searches that give no timing (AT beam). ``([], [])`` when no CTC path fits the tokens."""
+    searches that give no timing (AT beam). A token the CTC cannot emit (the blank id, which an
+    AT decoder may output) gets ``-1``; all get ``-1`` when no CTC path fits the tokens."""
     from casnat.align import ctc_viterbi_align
 
     lens = torch.tensor([feats.shape[0]], device=rec.device)
     enc = rec.model.encode(feats[None].to(rec.device), lens)
     lp = rec.model.ctc(enc.out)
-    tgt = torch.tensor([tokens], dtype=torch.int64, device=lp.device)
-    ali, score = ctc_viterbi_align(lp, enc.lens, tgt, torch.tensor([len(tokens)], device=lp.device),
-                                   blank=rec.model.blank_id)
+    blank = rec.model.blank_id
+    keep = [k for k, t in enumerate(tokens) if t != blank and 0 <= t < lp.shape[-1]]
+    starts, ends = [-1] * len(tokens), [-1] * len(tokens)
+    if not keep:
+        return starts, ends
+    tgt = torch.tensor([[tokens[k] for k in keep]], dtype=torch.int64, device=lp.device)
+    ali, score = ctc_viterbi_align(lp, enc.lens, tgt, torch.tensor([len(keep)], device=lp.device),
+                                   blank=blank)
     if not torch.isfinite(score[0]):
-        return [], []
-    starts, ends = token_spans(ali[0].tolist(), rec.model.blank_id)
-    return (starts, ends) if len(starts) == len(tokens) else ([], [])
+        return starts, ends
+    s, e = token_spans(ali[0].tolist(), blank)
+    if len(s) == len(keep):
+        for k, a, b in zip(keep, s, e, strict=True):
+            starts[k], ends[k] = a, b
+    return starts, ends
 
 
 def _decode_batch(rec, segs: list[Segment], opts: DecodeOptions) -> list[list[TimedPiece]]:
