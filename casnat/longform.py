@@ -46,6 +46,7 @@ import torch
 
 from casnat.decode.runner import DecodeOptions
 from casnat.errors import UserError
+from casnat.output_formats import TranscriptRecord
 from casnat.words import TimedPiece, Word, pieces_to_words, token_pieces, words_text
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,11 @@ class LongTranscript:
     pieces: list[TimedPiece] = field(default_factory=list)
     segments: list[tuple[float, float]] = field(default_factory=list)  # decoded (start, end)
     error: str | None = None
+
+    def to_record(self, id: str) -> TranscriptRecord:
+        """This result as the record :mod:`casnat.output_formats` writes."""
+        return TranscriptRecord(id=id, source=self.source, duration=self.duration,
+                                text=self.text, words=list(self.words), error=self.error)
 
 
 # --- audio input ----------------------------------------------------------------------------

@@ -219,6 +219,8 @@ def test_file_input_is_downmixed(tmp_path):
     res = transcribe_long(FakeRecognizer(), tmp_path / "a.wav", cfg=SMALL)
     _check(res, words)
     assert res.source.endswith("a.wav")
+    row = res.to_record("a").to_dict()
+    assert row["id"] == "a" and row["words"][1]["word"] == "w8" and row["error"] is None
 
 
 def test_in_memory_waveform_needs_a_rate():
