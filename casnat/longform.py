@@ -10,8 +10,8 @@ recording is never encoded whole. Instead:
    P(blank). A pause is a run of at least ``min_pause_s`` of frames with P(blank) above
    ``blank_threshold`` (``vad="energy"`` uses frame energy instead: cheaper, cruder).
 3. **Cut** the stream into segments of at most ``max_segment_s``: at the midpoint of the first
-   pause at least ``min_segment_s`` in (by default every pause: utterance-like segments decode
-   best with models trained on utterances, and are the cheapest for self-attention). With no
+   pause at least ``min_segment_s`` in (default 4-10 s: segments near the training utterances'
+   length decode best, and short ones are the cheapest for self-attention). With no
    pause in reach (continuous speech), the cut goes at the most blank-like frame of the
    segment's second half: CTC emits a token on a spike of non-blank frames, so a frame where
    blank dominates lies between tokens, and a cut there loses and duplicates nothing without
