@@ -161,6 +161,10 @@ def main() -> None:
         return
     if args.cuts is None:
         ap.error("--cuts is required")
+    if args.checkpoint is None:  # one checkpoint for every process, even while training goes on
+        from casnat.inference import default_checkpoint
+
+        args.checkpoint = str(default_checkpoint(Path(args.exp_dir)))
     audio, texts, sr = _load_utts(args.cuts, args.root, args.max_utts)
     solo = _solo(args, audio, sr)
     rows = []
@@ -168,7 +172,8 @@ def main() -> None:
         for minutes in args.minutes:
             wav = Path(tmp) / f"long_{minutes:g}min.wav"
             placed = _build(audio, sr, minutes, args.pause_s, wav)
-            cmd = [sys.executable, __file__, *sys.argv[1:], "--child", str(wav)]
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--checkpoint", args.checkpoint,
+                   "--child", str(wav)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             r.update(_score(placed, r.pop("words"), texts, solo), minutes=minutes,
@@ -176,6 +181,7 @@ def main() -> None:
             rows.append(r)
             wav.unlink()
             print(f"done {minutes:g} min: {json.dumps(r)}", file=sys.stderr)
+    print(f"checkpoint {args.checkpoint}")
     print(f"mode {args.mode}, vad {args.vad}, segments {args.min_segment_s:g}-"
           f"{args.max_segment_s:g} s, min pause {args.min_pause_s:g} s, "
           f"{args.threads} threads, device {args.device}")
