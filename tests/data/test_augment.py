@@ -12,7 +12,16 @@ import torch
 from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler
 
-from casnat.config import AugmentConfig, ConfigError, DataConfig, TokenizerConfig, from_dict
+from casnat.config import (
+    AugmentConfig,
+    ConfigError,
+    DataConfig,
+    ExperimentConfig,
+    TokenizerConfig,
+    from_dict,
+    load_config,
+    save_config,
+)
 from casnat.data.augment import (
     EPOCH_KEY,
     Augmenter,
@@ -250,10 +259,13 @@ def test_augment_on_stored_features_is_a_start_up_error(tok: Tokenizer) -> None:
     AsrDataset(tok, train=False, on_the_fly=False, augment=ALL_ON)  # eval never augments
 
 
-def test_augment_config_from_yaml_keys() -> None:
+def test_augment_config_from_yaml_keys(tmp_path: Path) -> None:
     cfg = from_dict(DataConfig, {"on_the_fly_feats": True, "augment": {
         "gain_prob": 0.5, "gain_db": [-30, 10], "noise_types": ["white", "babble"]}})
     assert cfg.augment.gain_db == (-30, 10) and cfg.augment.noise_types == ("white", "babble")
+    exp = ExperimentConfig(data=cfg)
+    save_config(exp, tmp_path / "config.yaml")  # the copy a run writes beside its checkpoints
+    assert load_config(tmp_path / "config.yaml") == exp
     assert DataConfig().augment is None and not AugmentConfig().enabled
     with pytest.raises(ConfigError, match="noise_prob"):
         AugmentConfig(noise_prob=1.5)
