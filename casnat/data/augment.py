@@ -19,7 +19,8 @@ Each step fires with its own probability from :class:`casnat.config.AugmentConfi
   spectrum (:func:`coloured_noise`: white 0, pink 1, brown 2) or babble, a sum of 3-7 other
   cuts of the same mini-batch by other speakers (:func:`babble`): all made on this machine from
   the training set itself, nothing downloaded. The SNR is speech power over noise power over
-  the whole cut, and holds exactly on the result (``10 log10(|x|^2 / |y - x|^2)``).
+  the whole cut, and holds exactly on the result (``10 log10(|x|^2 / |y - x|^2)``) unless a
+  later step changes it (the telephone band-pass removes out-of-band noise; clipping).
 - **telephone channel** (:func:`telephone`): a 300-3400 Hz band-pass, a round trip through
   8 kHz (lhotse's ``Resample``) and, with ``mu_law_prob``, 8-bit mu-law quantization.
 - **gain** in dB (lhotse's ``Volume``); the result is then hard-clipped to [-1, 1], as an ADC
@@ -30,7 +31,12 @@ Determinism: every draw comes from generators seeded by ``(seed, epoch, cut id)`
 gets the same audio in any process, a resumed run reproduces it, DataLoader workers need no
 shared state, and switching one step on or off does not change the others' draws. The epoch
 reaches the dataset on the cuts themselves: :func:`tag_epochs` makes the sampler (which runs
-in the main process) write its epoch into each cut it yields.
+in the main process) write its epoch into each cut it yields. Babble also depends on which cuts
+share the mini-batch; a resumed sampler (``load_state_dict``) rebuilds the same batches.
+
+Cost (120 FSDD cuts, 69 s of audio, one core, gain 0.8 / noise 0.8 / reverb 0.5 / telephone
+0.3): 1.0 s with augmentation against 0.37 s for loading and fbank alone, i.e. about 10 ms per
+second of audio, mostly resampling (babble sources, the telephone round trip) and the RIR FFT.
 
 >>> cfg = AugmentConfig(gain_prob=1.0, noise_prob=0.5, noise_types=("white", "pink"))
 >>> aug = Augmenter(cfg, seed=0)                                              # doctest: +SKIP
