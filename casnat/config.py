@@ -57,6 +57,52 @@ class SpecAugmentConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly waveform augmentation of training cuts (see casnat.data.augment).
+
+    Each transform fires with its own probability (0 = off, the default); ranges are
+    ``(low, high)`` drawn uniformly. The chain is reverberation -> additive noise -> telephone
+    channel -> gain -> clip to [-1, 1]. Needs ``data.on_the_fly_feats: true`` (stored features
+    have no waveform). Draws are seeded per (train seed, epoch, cut id), so a resumed run
+    reproduces them and DataLoader workers share no state.
+    """
+
+    gain_prob: float = 0.0
+    gain_db: tuple[float, float] = (-20.0, 10.0)
+    noise_prob: float = 0.0
+    snr_db: tuple[float, float] = (0.0, 30.0)  # speech-to-noise power over the whole cut
+    # white / pink / brown: 1/f^alpha noise (alpha 0, 1, 2); babble: 3-7 other cuts of the batch.
+    noise_types: tuple[str, ...] = ("white", "pink", "brown", "babble")
+    babble_speakers: tuple[int, int] = (3, 7)
+    reverb_prob: float = 0.0
+    rt60: tuple[float, float] = (0.2, 0.8)  # seconds for the synthetic RIR tail to fall 60 dB
+    drr_db: tuple[float, float] = (0.0, 12.0)  # direct-to-reverberant energy ratio
+    telephone_prob: float = 0.0  # 300-3400 Hz band-pass and a round trip through 8 kHz
+    mu_law_prob: float = 0.5  # of the telephone cuts, those also quantized to 8-bit mu-law
+
+    def __post_init__(self) -> None:
+        for name in ("gain_prob", "noise_prob", "reverb_prob", "telephone_prob", "mu_law_prob"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ConfigError(f"data.augment.{name}: expected a probability in [0, 1], got {p}")
+        for name in ("gain_db", "snr_db", "babble_speakers", "rt60", "drr_db"):
+            r = getattr(self, name)
+            if len(r) != 2 or r[0] > r[1]:
+                raise ConfigError(f"data.augment.{name}: expected [low, high] with low <= high, "
+                                  f"got {list(r)}")
+        if self.rt60[0] <= 0 or self.babble_speakers[0] < 1:
+            raise ConfigError("data.augment: rt60 must be > 0 s and babble_speakers >= 1")
+        unknown = sorted(set(self.noise_types) - {"white", "pink", "brown", "babble"})
+        if unknown or not self.noise_types:
+            raise ConfigError(f"data.augment.noise_types: unknown or empty {unknown or '[]'} "
+                              "(valid: white, pink, brown, babble)")
+
+    @property
+    def enabled(self) -> bool:
+        return max(self.gain_prob, self.noise_prob, self.reverb_prob, self.telephone_prob) > 0
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the lhotse manifests are and how batches are drawn from them.
 
@@ -71,6 +117,7 @@ class DataConfig:
     spec_augment: SpecAugmentConfig | None = field(default_factory=SpecAugmentConfig)
     on_the_fly_feats: bool = False  # compute fbank in the dataloader instead of reading storage
     num_workers: int = 0
+    augment: AugmentConfig | None = None  # waveform augmentation (needs on_the_fly_feats)
 
 
 @dataclass(frozen=True)

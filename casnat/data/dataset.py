@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
-from casnat.config import FeatureConfig, SpecAugmentConfig
+from casnat.config import AugmentConfig, FeatureConfig, SpecAugmentConfig
+from casnat.data.augment import make_augmenter
 from casnat.data.features import DEFAULT_FEATURES, audio_source, cut_features, make_extractor
 from casnat.data.tokenizer import Tokenizer
 
@@ -86,7 +87,8 @@ def spec_augment(
 class AsrDataset(torch.utils.data.Dataset):
     """Map-style lhotse dataset: ``dataset[cuts] -> Batch``.
 
-    ``spec_augment`` is applied only when ``train`` is True (and it is not None).
+    ``spec_augment`` and ``augment`` (waveform augmentation, see casnat.data.augment; needs
+    ``on_the_fly``) are applied only when ``train`` is True (and they are not None).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class AsrDataset(torch.utils.data.Dataset):
         on_the_fly: bool = False,
         feature_cfg: FeatureConfig = DEFAULT_FEATURES,
         seed: int = 0,
+        augment: AugmentConfig | None = None,
     ):
         self.tokenizer = tokenizer
         self.train = train
@@ -106,13 +109,22 @@ class AsrDataset(torch.utils.data.Dataset):
         self.extractor = make_extractor(feature_cfg) if on_the_fly else None
         self.generator = torch.Generator().manual_seed(seed)
         self.num_skipped = 0
+        self.augmenter = make_augmenter(augment, seed, on_the_fly) if train else None
 
-    def _features(self, cut) -> np.ndarray:
+    def _features(self, cut, batch: CutSet | None = None) -> np.ndarray:
         """(T, F) features of ``cut``; raises ValueError naming the file when unreadable."""
         if self.on_the_fly or not cut.has_features:
             if self.extractor is None:
                 self.extractor = make_extractor(self.feature_cfg)
-            return cut_features(cut, self.extractor, self.feature_cfg.sample_rate)
+            transform = None
+            if self.augmenter is not None:  # training only; ``batch`` is the babble pool
+                pool = batch if batch is not None else ()
+                augmenter = self.augmenter
+
+                def transform(samples: np.ndarray, c) -> np.ndarray:
+                    return augmenter(samples, c.sampling_rate, c, pool)
+
+            return cut_features(cut, self.extractor, self.feature_cfg.sample_rate, transform)
         try:
             feats = cut.load_features()
         except Exception as e:  # missing/corrupt storage raises many types
@@ -126,7 +138,7 @@ class AsrDataset(torch.utils.data.Dataset):
         feats, ids, texts, skipped = [], [], [], 0
         for cut in cuts:
             try:
-                x = self._features(cut)
+                x = self._features(cut, cuts)
             except ValueError as e:
                 log.warning("skipping cut: %s", e)
                 skipped += 1

@@ -24,6 +24,7 @@ gives the same features on every path.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -218,13 +219,21 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return y.reshape(-1) if x.ndim == 1 else y
 
 
-def cut_features(cut: Any, extractor: FeatureExtractor, sample_rate: int) -> np.ndarray:
+def cut_features(
+    cut: Any,
+    extractor: FeatureExtractor,
+    sample_rate: int,
+    transform: Callable[[np.ndarray, Any], np.ndarray] | None = None,
+) -> np.ndarray:
     """``(T, F)`` features computed from ``cut``'s audio, resampled by lhotse to
     ``sample_rate`` first; raises ``ValueError`` naming the file when the audio is unusable
-    (see :func:`load_audio_checked`)."""
+    (see :func:`load_audio_checked`). ``transform(samples, cut)`` (training augmentation) runs on
+    the checked, resampled waveform before the features."""
     if cut.sampling_rate != sample_rate:
         cut = cut.resample(sample_rate)
     samples = load_audio_checked(cut)
+    if transform is not None:
+        samples = transform(samples, cut)
     # The fbank backends fail with a shape error on audio shorter than one analysis window.
     frame_length = getattr(getattr(extractor, "config", None), "frame_length",
                            DEFAULT_FEATURES.frame_length)

@@ -21,6 +21,7 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
 from casnat.config import DataConfig, FeatureConfig
+from casnat.data.augment import tag_epochs
 from casnat.data.dataset import AsrDataset
 from casnat.data.features import DEFAULT_FEATURES
 from casnat.data.tokenizer import Tokenizer
@@ -59,6 +60,8 @@ def make_train_loader(
         world_size=world_size,
         rank=rank,
     )
+    # Cuts carry their epoch to the dataset (workers): augmentation is seeded by (seed, epoch, cut).
+    sampler = tag_epochs(sampler)
     dataset = AsrDataset(
         tokenizer,
         train=True,
@@ -66,6 +69,7 @@ def make_train_loader(
         on_the_fly=cfg.on_the_fly_feats,
         feature_cfg=feature_cfg,
         seed=seed + 1000 * rank,
+        augment=cfg.augment,
     )
     loader = torch.utils.data.DataLoader(
         dataset,
