@@ -261,7 +261,9 @@ def bench_config(config: Path, override: Path | None, opts: BenchOptions) -> Con
         log.info("bench-train %s: step %d/%d", name, i + 1, opts.warmup + opts.steps)
     for p, rec in recorders.items():
         for k, v in rec.seconds.items():
-            runs[p].seconds[k] += v
+            # The model's own finer phases (CASS-NAT segments, TAE, ...) run inside "forward".
+            if k in runs[p].seconds:
+                runs[p].seconds[k] += v
         runs[p].seconds["forward"] -= runs[p].seconds["align"]  # exclusive forward time
 
     for batch in timed:  # the encoder alone, forward + backward, interleaved as well

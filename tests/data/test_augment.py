@@ -38,7 +38,8 @@ from casnat.data.dataset import AsrDataset
 from casnat.data.features import load_audio_checked
 from casnat.data.level import normalize_level, speech_level_dbfs
 from casnat.data.tokenizer import Tokenizer
-from tests.data.conftest import FSDD, make_cut
+from casnat.testing import FSDD_RECORDINGS as FSDD
+from casnat.testing import make_cut
 
 needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD recordings not found at {FSDD}")
 CLIPS = ["3_george_0", "5_jackson_1", "7_lucas_2", "1_nicolas_3", "8_theo_4", "0_yweweler_5",
