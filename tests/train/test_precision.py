@@ -8,6 +8,7 @@ import pytest
 import torch
 from lhotse import CutSet
 
+from casnat.checkpoint import load_checkpoint, step_checkpoints
 from casnat.config import ConfigError
 from casnat.data.loader import make_train_loader
 from casnat.data.tokenizer import Tokenizer
@@ -23,7 +24,8 @@ needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason=f"no native bf16 on this CP
 
 
 def _weights(exp) -> dict[str, torch.Tensor]:
-    return torch.load(exp / "weights.rank0.pt", weights_only=True)
+    """The final weights: those of the run's last step checkpoint."""
+    return load_checkpoint(step_checkpoints(exp)[-1])["model"]
 
 
 def test_precision_choice_and_its_reason(monkeypatch):
