@@ -1,0 +1,199 @@
+"""``casnat transcribe`` and ``Recognizer.transcribe`` at scale: directories and broken inputs,
+every output format, long audio through the long-form path (word times in file time), arrays,
+feature workers. Short inputs must decode exactly as one-by-one decoding does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from casnat.cli import main
+from casnat.decode.runner import DecodeOptions
+from casnat.inference import load_model
+from casnat.testing import FSDD_RECORDINGS, tiny_config
+
+pytestmark = pytest.mark.skipif(not FSDD_RECORDINGS.is_dir(), reason="FSDD data not found")
+
+CLIPS = ("3_jackson_0.wav", "7_george_3.wav", "1_jackson_5.wav")
+
+
+@pytest.fixture(scope="module")
+def exp(tiny_fsdd, tmp_path_factory) -> Path:
+    """A tiny CTC experiment whose default checkpoint (avg-*.pt) has the blank logit pushed far
+    down, so greedy CTC emits tokens (a model a few steps old would emit mostly blanks)."""
+    from casnat.train.trainer import train
+
+    exp = tmp_path_factory.mktemp("transcribe") / "exp"
+    train(tiny_config(tiny_fsdd, "ctc", max_steps=3, max_epochs=1), exp, device="cpu")
+    ckpt = next(p for p in sorted(exp.glob("*.pt")) if p.name != "cmvn.pt")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["model"]
+    bias = state["ctc.proj.bias"].clone()
+    bias[0] = -1e4
+    torch.save({"model": {**state, "ctc.proj.bias": bias}}, exp / "avg-noblank.pt")
+    return exp
+
+
+@pytest.fixture
+def audio_dir(tmp_path) -> Path:
+    d = tmp_path / "audio"
+    (d / "sub").mkdir(parents=True)
+    for k, name in enumerate(CLIPS):
+        shutil.copy(FSDD_RECORDINGS / name, (d / "sub" if k == 2 else d) / name)
+    (d / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    return d
+
+
+def _one_by_one(rec, path: Path) -> str:
+    """Today's short path: the file's features decoded alone."""
+    (h,) = rec.transcribe_features([rec.load_audio(path)], DecodeOptions())
+    return rec.tokenizer.decode(h.tokens)
+
+
+def test_directory_to_stdout_matches_one_by_one_decoding(exp, audio_dir, capsys):
+    rc = main(["transcribe", "--exp-dir", str(exp), "--device", "cpu", str(audio_dir)])
+    out, err = capsys.readouterr()
+    assert rc == 1  # broken.wav failed, the others were transcribed
+    lines = out.splitlines()
+    rec = load_model(exp)
+    want = sorted(audio_dir.rglob("*.wav"))
+    want = [p for p in want if p.name != "broken.wav"]
+    assert sorted(ln.split(" ", 1)[0] for ln in lines) == sorted(p.stem for p in want)
+    got = {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] if " " in ln else "" for ln in lines}
+    for p in want:
+        assert got[p.stem] == _one_by_one(rec, p)
+        assert got[p.stem]  # the no-blank model emits something
+    err_lines = [ln for ln in err.splitlines() if ln.startswith("casnat transcribe:")]
+    assert any("broken.wav" in ln and "unreadable" in ln for ln in err_lines)
+    assert "1 of 4 files failed" in err and "RTF" in err_lines[-1]
+
+
+def test_every_format_in_output_dir(exp, audio_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "transcribe",
+            "--exp-dir",
+            str(exp),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--format",
+            "text,jsonl,ctm,srt,vtt,tsv",
+            "--output-dir",
+            str(out),
+            "--batch-seconds",
+            "1.5",
+            str(audio_dir),
+        ]
+    )
+    assert rc == 1 and capsys.readouterr().out == ""  # results went to files
+    rows = [json.loads(ln) for ln in (out / "transcripts.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(
+        list(r) == ["id", "source", "duration", "text", "words", "error"] for r in rows
+    )
+    bad = [r for r in rows if r["error"]]
+    assert len(bad) == 1 and "broken.wav" in bad[0]["error"] and bad[0]["text"] == ""
+    good = [r for r in rows if not r["error"]]
+    for r in good:
+        assert r["text"] == " ".join(w["word"] for w in r["words"])
+        assert r["duration"] == pytest.approx(sf.info(r["source"]).duration, abs=1e-3)
+        for w in r["words"]:
+            assert 0 <= w["start"] < w["end"] <= r["duration"] + 0.05
+            assert 0 <= w["confidence"] <= 1
+        assert (out / f"{r['id']}.srt").is_file() and (out / f"{r['id']}.vtt").is_file()
+    assert not (out / "broken.srt").exists()
+    text = (out / "transcripts.text").read_text().splitlines()
+    assert sorted(ln.split(" ", 1)[0] for ln in text) == sorted(r["id"] for r in good)
+    ctm = (out / "transcripts.ctm").read_text().splitlines()
+    assert len(ctm) == sum(len(r["words"]) for r in good)
+    tsv = (out / "transcripts.tsv").read_text().splitlines()
+    assert tsv[0].split("\t") == ["id", "source", "duration", "text", "error"] and len(tsv) == 5
+    assert (out / "transcripts.vtt").read_text().startswith("WEBVTT")
+    assert not list(out.glob(".*.tmp"))  # atomic writes left no temporary files
+
+
+def test_bad_output_options_are_one_line(exp, audio_dir, capsys):
+    base = ["transcribe", "--exp-dir", str(exp), "--device", "cpu", str(audio_dir)]
+    assert main([*base, "--format", "text,jsonl"]) == 2
+    assert "--output-dir" in capsys.readouterr().err
+    assert main([*base, "--format", "docx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "docx" in err[0]
+
+
+def _long_wav(path: Path, seconds: float = 24.0) -> list[float]:
+    """FSDD clips with 1.5 s pauses, up to ``seconds``; returns the start of each clip."""
+    sr, parts, starts, t = 8000, [], [], 0.0
+    names = sorted(FSDD_RECORDINGS.glob("*_jackson_*.wav"))
+    k = 0
+    while t < seconds:
+        x, _ = sf.read(names[k % len(names)], dtype="float32")
+        starts.append(t)
+        parts += [x, np.zeros(int(1.5 * sr), dtype=np.float32)]
+        t += len(x) / sr + 1.5
+        k += 1
+    sf.write(path, np.concatenate(parts), sr)
+    return starts
+
+
+def test_long_file_goes_through_long_form_with_file_time_words(exp, tmp_path, capsys):
+    wav = tmp_path / "long.wav"
+    _long_wav(wav)
+    duration = sf.info(wav).duration
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "transcribe",
+            "--exp-dir",
+            str(exp),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--format",
+            "jsonl,srt",
+            "--output-dir",
+            str(out),
+            str(wav),
+        ]
+    )
+    assert rc == 0
+    (row,) = [json.loads(ln) for ln in (out / "transcripts.jsonl").read_text().splitlines()]
+    starts = [w["start"] for w in row["words"]]
+    assert starts == sorted(starts) and row["words"][-1]["end"] <= duration + 0.05
+    assert starts[-1] > duration / 2  # offsets are file time, not segment time
+    assert (out / "long.srt").read_text().count("-->") >= 2
+
+    rec = load_model(exp)
+    auto, never = rec.transcribe([wav]), rec.transcribe([wav], long="never")
+    assert auto[0].long and not never[0].long
+    assert auto[0].text == row["text"]
+    short = rec.transcribe([FSDD_RECORDINGS / CLIPS[0]], long="auto")[0]
+    assert not short.long  # short files keep the batched short path
+    (fsdd,) = rec.transcribe([FSDD_RECORDINGS / CLIPS[0]], long="always")
+    assert fsdd.long and fsdd.error is None
+
+
+def test_arrays_tensors_and_stereo_match_the_file(exp):
+    path = FSDD_RECORDINGS / CLIPS[1]
+    x, sr = sf.read(path, dtype="float32")
+    rec = load_model(exp)
+    got = rec.transcribe([path, (x, sr), (torch.from_numpy(np.stack([x, x])), sr)])
+    assert [g.error for g in got] == [None, None, None]
+    assert got[0].text and got[1].text == got[0].text and got[2].text == got[0].text
+    assert [g.id for g in got] == [path.stem, "array1", "array2"]
+    (bad,) = rec.transcribe([(x[:10], sr)])
+    assert bad.error and "too short" in bad.error
+
+
+def test_feature_workers_give_the_same_text(exp, audio_dir, capsys):
+    base = ["transcribe", "--exp-dir", str(exp), "--device", "cpu", "--quiet", str(audio_dir)]
+    assert main(base) == 1
+    here = capsys.readouterr().out
+    assert main([*base, "--num-workers", "1"]) == 1
+    assert capsys.readouterr().out == here
