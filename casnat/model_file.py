@@ -173,6 +173,11 @@ def read_model_file(
     except (zipfile.BadZipFile, OSError) as e:
         raise ModelFileError(f"{path}: not a casnat model file ({e})") from e
     with z:
+        if MANIFEST not in z.namelist():
+            raise ModelFileError(
+                f"{path}: not a casnat model file (no {MANIFEST}; make one "
+                "with 'casnat export-model')"
+            )
         try:
             manifest = json.loads(_member(z, path, MANIFEST))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
