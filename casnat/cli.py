@@ -24,8 +24,16 @@ import sys
 from casnat.bin._common import run_guarded, setup_logging
 
 COMMANDS = (
-    "prepare", "features", "train", "average", "decode", "transcribe", "bench-decode", "report",
-    "bench-train", "export-model",
+    "prepare",
+    "features",
+    "train",
+    "average",
+    "decode",
+    "transcribe",
+    "bench-decode",
+    "report",
+    "bench-train",
+    "export-model",
 )
 
 

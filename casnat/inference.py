@@ -203,6 +203,7 @@ class Recognizer:
         cfg: LongformConfig | None = None,
         source: str | None = None,
         mode: str | None = None,
+        on_audio: Callable[[float], None] | None = None,
     ) -> LongTranscript:
         """Transcribe a recording of any length in bounded memory
         (:func:`casnat.longform.transcribe_long`): a file is streamed block by block, a waveform
@@ -211,17 +212,22 @@ class Recognizer:
 
         opts = opts or DecodeOptions(**({"mode": mode} if mode else {}))
         check_mode(self.model, opts.mode)
-        return transcribe_long(self, audio, sample_rate, opts, cfg, source)
+        return transcribe_long(self, audio, sample_rate, opts, cfg, source, on_audio)
 
     def _long_one(
-        self, inp: AudioInput, opts: DecodeOptions, cfg: LongformConfig | None
+        self,
+        inp: AudioInput,
+        opts: DecodeOptions,
+        cfg: LongformConfig | None,
+        on_audio: Callable[[float], None] | None = None,
     ) -> Transcript:
         path = inp.file_path
+        kw = {"opts": opts, "cfg": cfg, "source": inp.source, "on_audio": on_audio}
         if path is not None and _soundfile_reads(path):
-            res = self.transcribe_long(path, opts=opts, cfg=cfg, source=inp.source)
+            res = self.transcribe_long(path, **kw)
         else:  # a command, a segment, a cut, an array, or a format only lhotse's ffmpeg reads
             samples, sr = inp.load_mono()
-            res = self.transcribe_long(samples, sr, opts=opts, cfg=cfg, source=inp.source)
+            res = self.transcribe_long(samples, sr, **kw)
         tokens = [
             TokenTiming(
                 p.piece,
@@ -254,6 +260,7 @@ class Recognizer:
             [Iterable[tuple[int, AudioInput]]], Iterator[tuple[int, torch.Tensor | str]]
         ]
         | None = None,
+        on_audio: Callable[[float], None] | None = None,
     ) -> Iterator[tuple[int, Transcript]]:
         """``(index, Transcript)`` of each input, in the order they finish (failed inputs
         first, then the short ones in batches, then the long ones).
@@ -263,7 +270,8 @@ class Recognizer:
         bounded. An input is long when longer than ``long_threshold_s`` (default: the long-form
         ``max_segment_s``) and ``long="auto"``, or always/never. ``features`` (index, input) ->
         (index, features or error message) lets the caller compute features elsewhere (worker
-        processes); by default they are computed here, in order."""
+        processes); by default they are computed here, in order. ``on_audio(seconds)`` reports
+        audio decoded so far as it happens (a long input reports it segment batch by batch)."""
         from casnat.longform import LongformConfig
 
         if long not in ("auto", "always", "never"):
@@ -287,6 +295,8 @@ class Recognizer:
 
         def flush() -> Iterator[tuple[int, Transcript]]:
             hyps = self.transcribe_features([f for _, f in pending], opts)
+            if on_audio is not None:
+                on_audio(sum(inputs[i].duration or 0.0 for i, _ in pending))
             for (i, f), h in zip(pending, hyps, strict=True):
                 inp = inputs[i]
                 yield i, self.hypothesis_to_transcript(inp.source, h, f, inp.id, inp.duration)
@@ -295,6 +305,8 @@ class Recognizer:
         for i, got in feats_of((i, inputs[i]) for i in short):
             if isinstance(got, str):
                 log.warning("skipping %s", got)
+                if on_audio is not None:
+                    on_audio(inputs[i].duration or 0.0)
                 yield i, _error(inputs[i], got)
                 continue
             dur = inputs[i].duration or 0.0
@@ -307,10 +319,16 @@ class Recognizer:
             yield from flush()
         for i in longs:
             try:
-                yield i, self._long_one(inputs[i], opts, long_cfg)
+                yield i, self._long_one(inputs[i], opts, long_cfg, on_audio)
             except UserError as e:
                 log.warning("skipping %s", e)
                 yield i, _error(inputs[i], str(e))
+            except (RuntimeError, ValueError, OSError) as e:  # audio broken mid-stream
+                if isinstance(e, torch.cuda.OutOfMemoryError):
+                    raise
+                msg = f"{inputs[i].source}: unreadable audio ({type(e).__name__}: {e})"
+                log.warning("skipping %s", msg)
+                yield i, _error(inputs[i], msg)
 
     def _features_here(
         self, items: Iterable[tuple[int, AudioInput]]

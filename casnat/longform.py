@@ -436,11 +436,13 @@ def transcribe_long(
     opts: DecodeOptions | None = None,
     cfg: LongformConfig | None = None,
     source: str | None = None,
+    on_audio: Callable[[float], None] | None = None,
 ) -> LongTranscript:
     """Transcribe a recording of any length with ``rec`` (a :class:`casnat.inference.Recognizer`).
 
     ``audio`` is a file path (read incrementally) or a waveform with ``sample_rate``. Returns
-    words and pieces in file time; ``text`` is the words joined by spaces.
+    words and pieces in file time; ``text`` is the words joined by spaces. ``on_audio(seconds)``
+    is called after each decoded batch of segments (progress within an hour-long file).
     """
     opts = opts or DecodeOptions()
     cfg = cfg or LongformConfig()
@@ -464,6 +466,8 @@ def transcribe_long(
             parts.append((Segment(seg.start, _NO_AUDIO, sr, seg.after_pause, seg.silent), pieces))
             if not seg.silent:
                 spans.append((round(seg.start, 3), round(seg.start + seg.duration, 3)))
+        if on_audio is not None and pending:
+            on_audio(sum(seg.duration for seg in pending))
         pending.clear()
         pending_s = 0.0
 

@@ -61,7 +61,7 @@ def _safetensors():
     except ImportError as e:
         raise UserError(
             "one-file models need the safetensors package: pip install safetensors "
-            "(or pip install casnat[dev])"
+            "(or pip install casnat[model-file])"
         ) from e
     return st
 

@@ -121,9 +121,10 @@ def _load(args: argparse.Namespace):
 
 
 class Progress:
-    """Files, audio hours, speed (x real time) and ETA: a tqdm bar on a terminal, else a log
-    line every ``every_s`` seconds (so that batch logs show progress without a bar's
-    carriage returns); nothing with ``quiet``."""
+    """Files, audio hours, speed (x real time) and ETA: a tqdm bar (over audio seconds, so that
+    an hour-long file moves it too) on a terminal, else a log line every ``every_s`` seconds
+    (logs and CI output stay free of carriage returns); nothing but the summary with ``quiet``.
+    """
 
     def __init__(self, total_files: int, total_s: float, quiet: bool, every_s: float = 30.0):
         self.total_files, self.total_s = total_files, total_s
@@ -137,8 +138,6 @@ class Progress:
 
             self.bar = tqdm(
                 total=round(total_s, 1),
-                unit="s",
-                unit_scale=False,
                 file=sys.stderr,
                 desc="transcribe",
                 dynamic_ncols=True,
@@ -148,23 +147,29 @@ class Progress:
     def speed(self) -> float:
         return self.audio_s / max(time.perf_counter() - self.start, 1e-9)
 
-    def update(self, duration: float | None, failed: bool) -> None:
-        self.files += 1
-        self.failed += int(failed)
-        self.audio_s += duration or 0.0
-        post = (
-            f"{self.files}/{self.total_files} files, {self.audio_s / 3600:.2f}/"
-            f"{self.total_s / 3600:.2f} h, {self.speed():.1f}x real time"
+    def status(self) -> str:
+        left = max(self.total_s - self.audio_s, 0.0) / max(self.speed(), 1e-9)
+        return (
+            f"{self.files}/{self.total_files} files, {self.audio_s / 3600:.3f}/"
+            f"{self.total_s / 3600:.3f} h, {self.speed():.1f}x real time, ETA {left:.0f} s"
         )
+
+    def advance(self, seconds: float) -> None:
+        """``seconds`` more audio decoded."""
+        self.audio_s += seconds
         if self.bar is not None:
-            self.bar.set_postfix_str(post, refresh=False)
-            self.bar.update(round(duration or 0.0, 1))
+            self.bar.set_postfix_str(self.status().rsplit(", ETA", 1)[0], refresh=False)
+            self.bar.update(round(seconds, 1))
         elif not self.quiet and time.perf_counter() - self.last_log >= self.every_s:
             self.last_log = time.perf_counter()
-            left = max(self.total_s - self.audio_s, 0.0) / max(self.speed(), 1e-9)
-            log.info("%s, ETA %.0f s", post, left)
+            log.info("%s", self.status())
+
+    def file_done(self, failed: bool) -> None:
+        self.files += 1
+        self.failed += int(failed)
 
     def close(self) -> str:
+        """The summary line: files, failures, audio hours, wall time, RTF."""
         if self.bar is not None:
             self.bar.close()
         elapsed = time.perf_counter() - self.start
@@ -220,11 +225,12 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         batch_seconds=args.batch_seconds,
         features=features,
+        on_audio=progress.advance,
     ):
         results[i] = r
         if r.error:
             print(f"casnat transcribe: {r.error}", file=sys.stderr)
-        progress.update(r.duration, r.error is not None)
+        progress.file_done(r.error is not None)
     summary = progress.close()
 
     ok = [r for r in results if not r.error]
@@ -252,6 +258,5 @@ def run(args: argparse.Namespace) -> int:
     failed = len(results) - len(ok)
     if failed:
         print(f"casnat transcribe: {failed} of {len(results)} files failed", file=sys.stderr)
-    if not args.quiet:
-        print(summary, file=sys.stderr)
+    print(summary, file=sys.stderr)
     return 1 if failed else 0

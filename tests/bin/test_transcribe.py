@@ -16,6 +16,8 @@ import torch
 from casnat.cli import main
 from casnat.decode.runner import DecodeOptions
 from casnat.inference import load_model
+from casnat.inputs import as_inputs
+from casnat.longform import LongformConfig
 from casnat.testing import FSDD_RECORDINGS, tiny_config
 
 pytestmark = pytest.mark.skipif(not FSDD_RECORDINGS.is_dir(), reason="FSDD data not found")
@@ -197,3 +199,40 @@ def test_feature_workers_give_the_same_text(exp, audio_dir, capsys):
     here = capsys.readouterr().out
     assert main([*base, "--num-workers", "1"]) == 1
     assert capsys.readouterr().out == here
+
+
+def test_progress_logs_lines_off_a_terminal_and_sums_audio(caplog):
+    from casnat.bin.transcribe import Progress
+
+    p = Progress(total_files=2, total_s=7200.0, quiet=False, every_s=0.0)
+    assert p.bar is None  # pytest's stderr is not a terminal
+    with caplog.at_level("INFO", logger="casnat.transcribe"):
+        p.advance(1800.0)
+        p.file_done(False)
+        p.advance(1800.0)
+        p.file_done(True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "0.500/2.000 h" in lines[0] and "ETA" in lines[0]
+    summary = p.close()
+    assert "2 files (1 failed)" in summary and "1.000 h" in summary and "RTF" in summary
+    q = Progress(total_files=1, total_s=10.0, quiet=True, every_s=0.0)
+    with caplog.at_level("INFO", logger="casnat.transcribe"):
+        caplog.clear()
+        q.advance(10.0)
+    assert not caplog.records
+
+
+def test_long_file_reports_progress_within_the_file(exp, tmp_path):
+    wav = tmp_path / "long.wav"
+    _long_wav(wav, 30.0)
+    seen: list[float] = []
+    rec = load_model(exp)
+    inputs = as_inputs([wav])
+    (res,) = [r for _, r in rec.iter_transcribe(inputs, DecodeOptions(), on_audio=seen.append)]
+
+    assert res.long
+    assert sum(seen) == pytest.approx(sf.info(wav).duration, abs=0.05)
+    small = LongformConfig(batch_size=1)
+    seen.clear()
+    list(rec.iter_transcribe(inputs, DecodeOptions(), long_cfg=small, on_audio=seen.append))
+    assert len(seen) >= 3  # one report per decoded segment batch, not one per file
