@@ -236,3 +236,49 @@ def test_long_file_reports_progress_within_the_file(exp, tmp_path):
     seen.clear()
     list(rec.iter_transcribe(inputs, DecodeOptions(), long_cfg=small, on_audio=seen.append))
     assert len(seen) >= 3  # one report per decoded segment batch, not one per file
+
+
+@pytest.mark.skipif(not shutil.which("cat"), reason="needs a shell with cat")
+def test_wav_scp_with_a_pipe_and_segments_through_the_cli(exp, tmp_path, capsys):
+    a, b = FSDD_RECORDINGS / CLIPS[0], FSDD_RECORDINGS / CLIPS[1]
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"ra {a}\nrb cat {b} |\nrc false |\n")
+    rc = main(
+        ["transcribe", "--exp-dir", str(exp), "--device", "cpu", "--quiet", "--wav-scp", str(scp)]
+    )
+    out, err = capsys.readouterr()
+    assert rc == 1 and f"{scp}:3" in err  # the failing command is named, the others decoded
+    got = dict(ln.split(" ", 1) for ln in out.splitlines())
+    rec = load_model(exp)
+    assert got == {"ra": _one_by_one(rec, a), "rb": _one_by_one(rec, b)}
+    seg = tmp_path / "segments"
+    seg.write_text("u1 ra 0 -1\nu2 rb 0.0 0.2\n")
+    assert (
+        main(
+            [
+                "transcribe",
+                "--exp-dir",
+                str(exp),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--wav-scp",
+                str(scp),
+                "--segments",
+                str(seg),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split(" ", 1)[0] for ln in out] == ["u1", "u2"]
+    assert out[0] == f"u1 {got['ra']}"  # a whole-recording segment decodes as the file
+
+
+def test_cuda_without_cuda_is_one_line(exp, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    wav = str(FSDD_RECORDINGS / CLIPS[0])
+    assert main(["transcribe", "--exp-dir", str(exp), "--device", "cuda", wav]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert len(err) == 1 and "CUDA" in err[0]
