@@ -323,9 +323,7 @@ class Recognizer:
             except UserError as e:
                 log.warning("skipping %s", e)
                 yield i, _error(inputs[i], str(e))
-            except (RuntimeError, ValueError, OSError) as e:  # audio broken mid-stream
-                if isinstance(e, torch.cuda.OutOfMemoryError):
-                    raise
+            except (_sf_error(), OSError) as e:  # audio broken mid-stream
                 msg = f"{inputs[i].source}: unreadable audio ({type(e).__name__}: {e})"
                 log.warning("skipping %s", msg)
                 yield i, _error(inputs[i], msg)
@@ -461,6 +459,13 @@ def worker_features(
         persistent_workers=False,
     )
     yield from loader
+
+
+def _sf_error() -> type[Exception]:
+    """soundfile's base error (a truncated or corrupt block raises it while streaming)."""
+    import soundfile as sf
+
+    return getattr(sf, "SoundFileError", RuntimeError)
 
 
 def _soundfile_reads(path: Path) -> bool:
