@@ -268,7 +268,8 @@ class Recognizer:
         Short inputs are sorted by duration (longest first) and batched up to ``batch_size``
         inputs and ``batch_seconds`` of audio, so padding stays small and a batch's memory is
         bounded. An input is long when longer than ``long_threshold_s`` (default: the long-form
-        ``max_segment_s``) and ``long="auto"``, or always/never. ``features`` (index, input) ->
+        ``max_segment_s``) and ``long="auto"``, or always/never. Errors are returned, not logged
+        (the caller reports each once). ``features`` (index, input) ->
         (index, features or error message) lets the caller compute features elsewhere (worker
         processes); by default they are computed here, in order. ``on_audio(seconds)`` reports
         audio decoded so far as it happens (a long input reports it segment batch by batch)."""
@@ -304,7 +305,6 @@ class Recognizer:
 
         for i, got in feats_of((i, inputs[i]) for i in short):
             if isinstance(got, str):
-                log.warning("skipping %s", got)
                 if on_audio is not None:
                     on_audio(inputs[i].duration or 0.0)
                 yield i, _error(inputs[i], got)
@@ -321,11 +321,9 @@ class Recognizer:
             try:
                 yield i, self._long_one(inputs[i], opts, long_cfg, on_audio)
             except UserError as e:
-                log.warning("skipping %s", e)
                 yield i, _error(inputs[i], str(e))
             except (_sf_error(), OSError) as e:  # audio broken mid-stream
                 msg = f"{inputs[i].source}: unreadable audio ({type(e).__name__}: {e})"
-                log.warning("skipping %s", msg)
                 yield i, _error(inputs[i], msg)
 
     def _features_here(
@@ -355,9 +353,13 @@ class Recognizer:
 
         inputs = as_inputs(audio)
         opts = opts or DecodeOptions(mode=mode)
-        results = dict(
-            self.iter_transcribe(inputs, opts, long, long_cfg, None, batch_size, batch_seconds)
-        )
+        results = {}
+        for i, t in self.iter_transcribe(
+            inputs, opts, long, long_cfg, None, batch_size, batch_seconds
+        ):
+            if t.error:
+                log.warning("skipping %s", t.error)
+            results[i] = t
         return [results[i] for i in range(len(inputs))]
 
 

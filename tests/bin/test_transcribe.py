@@ -282,3 +282,15 @@ def test_cuda_without_cuda_is_one_line(exp, capsys):
     assert main(["transcribe", "--exp-dir", str(exp), "--device", "cuda", wav]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
     assert len(err) == 1 and "CUDA" in err[0]
+
+
+def test_each_failed_input_is_one_stderr_line(exp, tmp_path, capsys):
+    tiny = tmp_path / "tiny.wav"  # readable, but shorter than one feature frame
+    sf.write(tiny, np.zeros(10, dtype=np.float32), 8000)
+    args = ["transcribe", "--exp-dir", str(exp), "--device", "cpu", "--quiet"]
+    rc = main([*args, str(tiny), str(tmp_path / "gone.wav"), str(FSDD_RECORDINGS / CLIPS[0])])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out.startswith(Path(CLIPS[0]).stem + " ")
+    assert sum("tiny.wav" in ln for ln in err.splitlines()) == 1
+    assert sum("gone.wav" in ln for ln in err.splitlines()) == 1
+    assert "too short" in err and "no such audio file" in err
