@@ -88,17 +88,14 @@ class AugmentConfig:
         for name in ("gain_db", "snr_db", "babble_speakers", "rt60", "drr_db"):
             r = getattr(self, name)
             if len(r) != 2 or r[0] > r[1]:
-                raise ConfigError(
-                    f"data.augment.{name}: expected [low, high] with low <= high, got {list(r)}"
-                )
+                raise ConfigError(f"data.augment.{name}: expected [low, high] with low <= high, "
+                                  f"got {list(r)}")
         if self.rt60[0] <= 0 or self.babble_speakers[0] < 1:
             raise ConfigError("data.augment: rt60 must be > 0 s and babble_speakers >= 1")
         unknown = sorted(set(self.noise_types) - {"white", "pink", "brown", "babble"})
         if unknown or not self.noise_types:
-            raise ConfigError(
-                f"data.augment.noise_types: unknown or empty {unknown or '[]'} "
-                "(valid: white, pink, brown, babble)"
-            )
+            raise ConfigError(f"data.augment.noise_types: unknown or empty {unknown or '[]'} "
+                              "(valid: white, pink, brown, babble)")
 
     @property
     def enabled(self) -> bool:

@@ -76,10 +76,7 @@ def tiny_parts(
     )
     at = ATDecoderConfig(num_layers=1, num_heads=2, ffn_dim=ffn_dim, dropout=0.0)
     nat = NATDecoderConfig(
-        num_sa_layers=1,
-        num_mixed_layers=num_mixed_layers,
-        num_heads=2,
-        ffn_dim=ffn_dim,
+        num_sa_layers=1, num_mixed_layers=num_mixed_layers, num_heads=2, ffn_dim=ffn_dim,
         dropout=0.0,
     )
     return enc, at, nat
@@ -158,19 +155,11 @@ def make_cut(path: Path, text: str, sr: int | None = None) -> MonoCut:
     if sr is None:
         rec = Recording.from_file(path)
     else:
-        rec = Recording(
-            id=path.stem,
-            sources=[AudioSource("file", [0], str(path))],
-            sampling_rate=sr,
-            num_samples=sr,
-            duration=1.0,
-        )
+        rec = Recording(id=path.stem, sources=[AudioSource("file", [0], str(path))],
+                        sampling_rate=sr, num_samples=sr, duration=1.0)
     cut = rec.to_cut()
-    cut.supervisions = [
-        SupervisionSegment(
-            id=rec.id, recording_id=rec.id, start=0.0, duration=rec.duration, channel=0, text=text
-        )
-    ]
+    cut.supervisions = [SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0,
+                                           duration=rec.duration, channel=0, text=text)]
     return cut
 
 
@@ -183,9 +172,8 @@ def make_tone_cuts(out_dir: Path) -> CutSet:
 
     rng = np.random.default_rng(0)
     cuts = []
-    for i, (dur, text) in enumerate(
-        [(0.5, "one"), (0.8, "two three"), (1.1, "four five six"), (0.6, "seven")]
-    ):
+    for i, (dur, text) in enumerate([(0.5, "one"), (0.8, "two three"), (1.1, "four five six"),
+                                     (0.6, "seven")]):
         t = np.arange(int(dur * 16000)) / 16000
         x = 0.3 * np.sin(2 * np.pi * (200 + 100 * i) * t) + 0.01 * rng.standard_normal(t.size)
         path = out_dir / f"tone{i}.wav"

@@ -23,9 +23,8 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def run_guarded(
-    name: str, fn: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
-) -> int:
+def run_guarded(name: str, fn: Callable[[argparse.Namespace], int | None],
+                args: argparse.Namespace) -> int:
     """Run a subcommand; user errors become one line on stderr and exit status 2."""
     try:
         return fn(args) or 0

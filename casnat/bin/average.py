@@ -18,28 +18,13 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp-dir", type=Path, required=True)
-    p.add_argument(
-        "--last",
-        type=int,
-        default=5,
-        help="how many of the newest epoch checkpoints "
-        "(with --select-on: the most that may be averaged)",
-    )
+    p.add_argument("--last", type=int, default=5, help="how many of the newest epoch checkpoints "
+                   "(with --select-on: the most that may be averaged)")
     p.add_argument("--out", type=Path, default=None, help="default: EXP_DIR/avg-LAST.pt")
-    p.add_argument(
-        "--select-on",
-        type=Path,
-        nargs="+",
-        default=None,
-        metavar="CUTS",
-        help="dev manifests on which to choose how many checkpoints to average",
-    )
-    p.add_argument(
-        "--select-modes",
-        nargs="+",
-        default=["ctc_greedy"],
-        help="decoding modes whose word errors are summed for the choice",
-    )
+    p.add_argument("--select-on", type=Path, nargs="+", default=None, metavar="CUTS",
+                   help="dev manifests on which to choose how many checkpoints to average")
+    p.add_argument("--select-modes", nargs="+", default=["ctc_greedy"],
+                   help="decoding modes whose word errors are summed for the choice")
     p.add_argument("--device", default="cpu")
 
 
@@ -51,14 +36,8 @@ def _dev_errors(model, tokenizer, cfg, loaders: list, modes: list[str], device) 
     out = []
     for loader in loaders:
         for mode in modes:
-            run = decode_loader(
-                model,
-                tokenizer,
-                loader,
-                DecodeOptions(mode=mode),
-                device,
-                frame_shift=cfg.features.frame_shift,
-            )
+            run = decode_loader(model, tokenizer, loader, DecodeOptions(mode=mode), device,
+                                frame_shift=cfg.features.frame_shift)
             rep = score_wer(run.refs, run.hyps)
             out.append(rep.sub + rep.dels + rep.ins)
     return out
@@ -81,21 +60,17 @@ def select_num_to_average(args: argparse.Namespace, paths: list[Path]) -> int:
             check_mode(rec.model, mode)
         except ValueError as e:
             raise UserError(f"--select-modes: {e}") from None
-    loaders = [
-        make_eval_loader(p, rec.tokenizer, 100.0, feature_cfg=rec.cfg.features)
-        for p in args.select_on
-    ]
-    cols = [
-        f"{p.name.removesuffix('.jsonl.gz')}:{m}" for p in args.select_on for m in args.select_modes
-    ]
+    loaders = [make_eval_loader(p, rec.tokenizer, 100.0, feature_cfg=rec.cfg.features)
+               for p in args.select_on]
+    cols = [f"{p.name.removesuffix('.jsonl.gz')}:{m}" for p in args.select_on
+            for m in args.select_modes]
     print("| n averaged | " + " | ".join(cols) + " | total word errors |")
     print("|---:|" + "---:|" * (len(cols) + 1))
     best_n, best_err = 0, None
     for n in range(1, len(paths) + 1):
         rec.model.load_state_dict(average_checkpoints(paths[-n:]))
-        errs = _dev_errors(
-            rec.model, rec.tokenizer, rec.cfg, loaders, args.select_modes, rec.device
-        )
+        errs = _dev_errors(rec.model, rec.tokenizer, rec.cfg, loaders, args.select_modes,
+                           rec.device)
         total = sum(errs)
         print(f"| {n} | " + " | ".join(str(e) for e in errs) + f" | {total} |", flush=True)
         if best_err is None or total <= best_err:  # ties: the larger n

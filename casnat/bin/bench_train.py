@@ -16,41 +16,23 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config",
-        type=Path,
-        action="append",
-        required=True,
-        help="experiment YAML under egs/<recipe>/conf/ (repeat for several)",
-    )
-    p.add_argument(
-        "--train-cuts",
-        type=Path,
-        action="append",
-        default=[],
-        help="train cuts for each --config, in order, or 'build' "
-        "(default: data.train_cuts, else build)",
-    )
+    p.add_argument("--config", type=Path, action="append", required=True,
+                   help="experiment YAML under egs/<recipe>/conf/ (repeat for several)")
+    p.add_argument("--train-cuts", type=Path, action="append", default=[],
+                   help="train cuts for each --config, in order, or 'build' "
+                   "(default: data.train_cuts, else build)")
     p.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
     p.add_argument("--steps", type=int, default=6, help="timed steps per precision")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--num-threads", type=int, default=2)
-    p.add_argument(
-        "--num-utts",
-        type=int,
-        default=240,
-        help="utterances of the corpus built when the recipe's data is missing",
-    )
+    p.add_argument("--num-utts", type=int, default=240,
+                   help="utterances of the corpus built when the recipe's data is missing")
     p.add_argument("--max-duration", type=float, default=None, help="override data.max_duration")
     p.add_argument("--num-workers", type=int, default=None, help="override data.num_workers")
     p.add_argument("--gemm-reps", type=int, default=5, help="timings per GEMM peak shape")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder (inductor)")
-    p.add_argument(
-        "--work-dir",
-        type=Path,
-        default=None,
-        help="built corpora and tokenizers go here (default: a temp dir, removed)",
-    )
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="built corpora and tokenizers go here (default: a temp dir, removed)")
     p.add_argument("--out", type=Path, default=None, help="also write the table to this file")
 
 

@@ -131,10 +131,7 @@ def add_noise(samples: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
 
 
 def synthetic_rir(
-    sampling_rate: int,
-    rt60: float,
-    drr_db: float,
-    rng: np.random.Generator,
+    sampling_rate: int, rt60: float, drr_db: float, rng: np.random.Generator,
     predelay: float = 0.002,
 ) -> np.ndarray:
     """(L,) room impulse response: ``h[0] = 1`` (direct path), zeros for ``predelay`` seconds,
@@ -159,17 +156,13 @@ def synthetic_rir(
 def reverberate(samples: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """``samples`` convolved with ``rir`` (lhotse's FFT convolution), cut to the input length.
     With the direct path at lag 0 the dry signal keeps its level and position."""
-    wet = convolve1d(
-        torch.from_numpy(np.asarray(samples, dtype=np.float64)),
-        torch.from_numpy(np.asarray(rir, dtype=np.float64)),
-    ).numpy()
+    wet = convolve1d(torch.from_numpy(np.asarray(samples, dtype=np.float64)),
+                     torch.from_numpy(np.asarray(rir, dtype=np.float64))).numpy()
     return wet[: samples.size]
 
 
 def band_limit(
-    samples: np.ndarray,
-    sampling_rate: int,
-    band: tuple[float, float] = TELEPHONE_BAND,
+    samples: np.ndarray, sampling_rate: int, band: tuple[float, float] = TELEPHONE_BAND,
     ramp_hz: float = 100.0,
 ) -> np.ndarray:
     """Zero-phase band-pass in the frequency domain: nothing outside ``band`` survives (bins
@@ -279,11 +272,7 @@ class Augmenter:
         self._warned_untagged = False
 
     def __call__(
-        self,
-        samples: np.ndarray,
-        sampling_rate: int,
-        cut: Any,
-        batch: Iterable[Any] = (),
+        self, samples: np.ndarray, sampling_rate: int, cut: Any, batch: Iterable[Any] = (),
     ) -> np.ndarray:
         """Augmented copy of ``samples`` (S,) of ``cut``; (S,) float32 in [-1, 1].
 
@@ -294,20 +283,16 @@ class Augmenter:
         epoch = cut_epoch(cut)
         if epoch is None:
             if not self._warned_untagged:
-                log.warning(
-                    "augment: cut %s has no '%s' tag, so every epoch augments a cut the "
-                    "same way (wrap the sampler with casnat.data.augment.tag_epochs)",
-                    cut.id,
-                    EPOCH_KEY,
-                )
+                log.warning("augment: cut %s has no '%s' tag, so every epoch augments a cut the "
+                            "same way (wrap the sampler with casnat.data.augment.tag_epochs)",
+                            cut.id, EPOCH_KEY)
                 self._warned_untagged = True
             epoch = 0
         g = cut_generators(self.seed, epoch, cut.id)
         x = np.asarray(samples, dtype=np.float64).reshape(-1)
         if g.reverb.random() < cfg.reverb_prob:
-            rir = synthetic_rir(
-                sampling_rate, g.reverb.uniform(*cfg.rt60), g.reverb.uniform(*cfg.drr_db), g.reverb
-            )
+            rir = synthetic_rir(sampling_rate, g.reverb.uniform(*cfg.rt60),
+                                g.reverb.uniform(*cfg.drr_db), g.reverb)
             x = reverberate(x, rir)
         if g.noise.random() < cfg.noise_prob:
             kind = cfg.noise_types[int(g.noise.integers(len(cfg.noise_types)))]
@@ -320,21 +305,14 @@ class Augmenter:
         return np.clip(x, -1.0, 1.0).astype(np.float32)
 
     def _noise(
-        self,
-        kind: str,
-        n: int,
-        sampling_rate: int,
-        cut: Any,
-        batch: Iterable[Any],
+        self, kind: str, n: int, sampling_rate: int, cut: Any, batch: Iterable[Any],
         rng: np.random.Generator,
     ) -> np.ndarray:
         if kind != "babble":
             return coloured_noise(n, NOISE_ALPHA[kind], rng)
         spk = _speaker(cut)
-        pool = sorted(
-            (c for c in batch if c.id != cut.id and (spk is None or _speaker(c) != spk)),
-            key=lambda c: c.id,
-        )
+        pool = sorted((c for c in batch if c.id != cut.id and (spk is None or _speaker(c) != spk)),
+                      key=lambda c: c.id)
         lo, hi = self.cfg.babble_speakers
         k = min(int(rng.integers(lo, hi + 1)), len(pool))
         picks = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))] if k else []
@@ -362,8 +340,6 @@ def make_augmenter(cfg: AugmentConfig | None, seed: int, on_the_fly: bool) -> Au
     if cfg is None or not cfg.enabled:
         return None
     if not on_the_fly:
-        raise ConfigError(
-            "data.augment needs data.on_the_fly_feats: true (augmentation works "
-            "on the waveform; stored features cannot be augmented)"
-        )
+        raise ConfigError("data.augment needs data.on_the_fly_feats: true (augmentation works "
+                          "on the waveform; stored features cannot be augmented)")
     return Augmenter(cfg, seed)

@@ -54,15 +54,8 @@ class Batch:
         return len(self.cut_ids)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(
-            self.feats.to(device),
-            self.feat_lens.to(device),
-            self.tokens.to(device),
-            self.token_lens.to(device),
-            self.cut_ids,
-            self.texts,
-            self.num_skipped,
-        )
+        return Batch(self.feats.to(device), self.feat_lens.to(device), self.tokens.to(device),
+                     self.token_lens.to(device), self.cut_ids, self.texts, self.num_skipped)
 
 
 def spec_augment(
@@ -163,9 +156,8 @@ class AsrDataset(torch.utils.data.Dataset):
             padded = spec_augment(padded, feat_lens, self.spec_augment, self.generator)
         token_seqs = [self.tokenizer.encode(t) for t in texts]
         token_lens = torch.tensor([len(t) for t in token_seqs], dtype=torch.int64)
-        tokens = torch.full(
-            (len(token_seqs), int(token_lens.max()) if feats else 0), -1, dtype=torch.int64
-        )
+        tokens = torch.full((len(token_seqs), int(token_lens.max()) if feats else 0), -1,
+                            dtype=torch.int64)
         for i, t in enumerate(token_seqs):
             tokens[i, : len(t)] = torch.tensor(t, dtype=torch.int64)
         return Batch(padded, feat_lens, tokens, token_lens, ids, texts, skipped)

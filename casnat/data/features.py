@@ -214,9 +214,8 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     x = np.asarray(samples, dtype=np.float32)
     if from_rate == to_rate:
         return x
-    y = np.asarray(
-        Resample(from_rate, to_rate)(x.reshape(1, -1) if x.ndim == 1 else x), dtype=np.float32
-    )
+    y = np.asarray(Resample(from_rate, to_rate)(x.reshape(1, -1) if x.ndim == 1 else x),
+                   dtype=np.float32)
     return y.reshape(-1) if x.ndim == 1 else y
 
 
@@ -236,9 +235,8 @@ def cut_features(
     if transform is not None:
         samples = transform(samples, cut)
     # The fbank backends fail with a shape error on audio shorter than one analysis window.
-    frame_length = getattr(
-        getattr(extractor, "config", None), "frame_length", DEFAULT_FEATURES.frame_length
-    )
+    frame_length = getattr(getattr(extractor, "config", None), "frame_length",
+                           DEFAULT_FEATURES.frame_length)
     need = int(round(frame_length * cut.sampling_rate))
     if samples.shape[-1] < need:
         raise ValueError(
@@ -349,11 +347,7 @@ def compute_features(
     CutSet.from_cuts(ordered).to_file(out_path)
     atomic_write_text(out_dir / f"{name}.skipped.txt", "".join(s + "\n" for s in skipped))
     if skipped:
-        log.warning(
-            "compute_features: skipped %d of %d cuts (unreadable audio), see %s",
-            len(skipped),
-            len(cut_list),
-            out_dir / f"{name}.skipped.txt",
-        )
+        log.warning("compute_features: skipped %d of %d cuts (unreadable audio), see %s",
+                    len(skipped), len(cut_list), out_dir / f"{name}.skipped.txt")
     log.info("compute_features: wrote %d cuts to %s", len(ordered), out_path)
     return out_path

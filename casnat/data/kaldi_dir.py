@@ -33,13 +33,8 @@ def load_kaldi_dir(data_dir: str | Path, sample_rate: int = 16000) -> CutSet:
         spk = dict(_read_kv(data_dir / "utt2spk")) if (data_dir / "utt2spk").is_file() else {}
         supervisions = SupervisionSet.from_segments(
             SupervisionSegment(
-                id=r.id,
-                recording_id=r.id,
-                start=0.0,
-                duration=r.duration,
-                channel=0,
-                text=texts.get(r.id),
-                speaker=spk.get(r.id),
+                id=r.id, recording_id=r.id, start=0.0, duration=r.duration, channel=0,
+                text=texts.get(r.id), speaker=spk.get(r.id),
             )
             for r in recordings
             if r.id in texts
@@ -49,9 +44,8 @@ def load_kaldi_dir(data_dir: str | Path, sample_rate: int = 16000) -> CutSet:
     return cuts.resample(sample_rate).to_eager()
 
 
-def write_kaldi_dir_cuts(
-    data_dir: str | Path, out_path: str | Path, sample_rate: int = 16000
-) -> Path:
+def write_kaldi_dir_cuts(data_dir: str | Path, out_path: str | Path,
+                         sample_rate: int = 16000) -> Path:
     """:func:`load_kaldi_dir` written to ``out_path`` (jsonl.gz); returns ``out_path``."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,9 +47,7 @@ def speech_level_dbfs(
 
 
 def normalize_level(
-    samples: np.ndarray,
-    sampling_rate: int,
-    target_dbfs: float = -23.0,
+    samples: np.ndarray, sampling_rate: int, target_dbfs: float = -23.0,
     max_gain_db: float = 40.0,
 ) -> np.ndarray:
     """``samples`` (S,) scaled so that :func:`speech_level_dbfs` is ``target_dbfs``; float32.

@@ -65,10 +65,8 @@ def _check_memory(memory: Tensor, memory_mask: Tensor) -> None:
     if memory.dim() != 3:
         raise ValueError(f"memory must be (N, T, D), got shape {tuple(memory.shape)}")
     if memory_mask.shape != memory.shape[:2]:
-        raise ValueError(
-            f"memory_mask must be (N, T) = {tuple(memory.shape[:2])}, "
-            f"got {tuple(memory_mask.shape)}"
-        )
+        raise ValueError(f"memory_mask must be (N, T) = {tuple(memory.shape[:2])}, "
+                         f"got {tuple(memory_mask.shape)}")
 
 
 def _norm(raw: float, num_tokens: int, length_penalty: float) -> float:
@@ -186,12 +184,10 @@ def at_beam_search(
             ended_ys = ys.index_select(0, rows)[:, 1:].tolist()
             ended_lp = tok_lp.index_select(0, rows).exp().tolist()
             ended_sc = eos_scores[ends].tolist()
-            for (i, _), toks, confs, sc in zip(end_pos, ended_ys, ended_lp, ended_sc, strict=True):
-                finished[active[i]].append(
-                    Hypothesis(
-                        tokens=toks, score=_norm(sc, len(toks), length_penalty), confidences=confs
-                    )
-                )
+            for (i, _), toks, confs, sc in zip(end_pos, ended_ys, ended_lp, ended_sc,
+                                               strict=True):
+                finished[active[i]].append(Hypothesis(
+                    tokens=toks, score=_norm(sc, len(toks), length_penalty), confidences=confs))
         best_live = top_scores[:, 0].tolist()
 
         keep: list[int] = []  # positions in `active` that continue
@@ -291,11 +287,7 @@ def at_greedy_search(
     ys_l, lp_l, len_l = ys[:, 1:].tolist(), tok_lp.tolist(), lengths.tolist()
     hyps = []
     for toks, lps, length in zip(ys_l, lp_l, len_l, strict=True):
-        hyps.append(
-            Hypothesis(
-                tokens=toks[:length],
-                score=float(sum(lps[: length + 1])),
-                confidences=[math.exp(x) for x in lps[:length]],
-            )
-        )
+        hyps.append(Hypothesis(
+            tokens=toks[:length], score=float(sum(lps[: length + 1])),
+            confidences=[math.exp(x) for x in lps[:length]]))
     return hyps

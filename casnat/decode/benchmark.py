@@ -142,12 +142,8 @@ def load_utterances(
         else:  # a manifest without features: extract them now, outside the timed part
             feats = rec.features(cut.load_audio()[0], cut.sampling_rate)
         if feats.shape[0] < min_frames:
-            log.warning(
-                "skipping %s: too short (%d frames, the encoder needs %d)",
-                cut.id,
-                feats.shape[0],
-                min_frames,
-            )
+            log.warning("skipping %s: too short (%d frames, the encoder needs %d)", cut.id,
+                        feats.shape[0], min_frames)
             continue
         text = " ".join(s.text for s in cut.supervisions if s.text)
         utts.append(Utterance(cut.id, text, feats))
@@ -156,9 +152,8 @@ def load_utterances(
     return utts
 
 
-def make_batches(
-    utts: list[Utterance], batch_size: int, max_frames: float, device: torch.device
-) -> list[tuple[list[Utterance], Tensor, Tensor]]:
+def make_batches(utts: list[Utterance], batch_size: int, max_frames: float,
+                 device: torch.device) -> list[tuple[list[Utterance], Tensor, Tensor]]:
     """Padded ``(feats (N, T, F), feat_lens (N,))`` batches on ``device``, longest first.
 
     Sorting by length keeps padding low, as a decoding server that buckets its requests would.
@@ -251,12 +246,9 @@ def profile_table(r: ModeResult, num_utts: int) -> str:
     """Per phase recorded in either setting: ms per utterance and share of the total."""
     names = [k for k in r.profile.get("batched", {}) if k != "total"]
     names += [k for k in r.profile.get("b=1", {}) if k != "total" and k not in names]
-    lines = [
-        f"{r.mode}: time per phase",
-        "",
-        "| phase | b=1 ms/utt | b=1 % | batched ms/utt | batched % |",
-        "|---|---:|---:|---:|---:|",
-    ]
+    lines = [f"{r.mode}: time per phase", "",
+             "| phase | b=1 ms/utt | b=1 % | batched ms/utt | batched % |",
+             "|---|---:|---:|---:|---:|"]
     for name in [*sorted(names, key=lambda n: n == OTHER), "total"]:
         cells = []
         for setting in ("b=1", "batched"):
@@ -297,19 +289,12 @@ def run_benchmark(cfg: BenchmarkConfig) -> Benchmark:
         wer = score_wer(refs, tb.hyps).wer
         wer1 = score_wer(refs, t1.hyps).wer
         if abs(wer1 - wer) > 1e-9:
-            log.info(
-                "%s: WER b=1 %.2f%% vs batched %.2f%% (padding changes the encoder output "
-                "slightly)",
-                mode,
-                100 * wer1,
-                100 * wer,
-            )
+            log.info("%s: WER b=1 %.2f%% vs batched %.2f%% (padding changes the encoder output "
+                     "slightly)", mode, 100 * wer1, 100 * wer)
         res = ModeResult(mode, wer, t1, tb)
         if cfg.profile:
-            res.profile = {
-                "b=1": profile_setting(rec, single, opts),
-                "batched": profile_setting(rec, batched, opts),
-            }
+            res.profile = {"b=1": profile_setting(rec, single, opts),
+                           "batched": profile_setting(rec, batched, opts)}
         log.info("%s: WER %.2f%% RTF b=1 %.4f batched %.4f", mode, 100 * wer, t1.rtf, tb.rtf)
         results.append(res)
     threads = torch.get_num_threads() if rec.device.type == "cpu" else "-"

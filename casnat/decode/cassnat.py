@@ -133,11 +133,7 @@ def cassnat_search(
     k = num_samples
     with phase("alignment sampling"):
         paths = sample_alignments(
-            ctc_log_probs,
-            enc_lens,
-            num_samples=k,
-            threshold=threshold,
-            generator=generator,
+            ctc_log_probs, enc_lens, num_samples=k, threshold=threshold, generator=generator,
             seed=seed,
         )  # (B, K, T)
     hyps: list[Hypothesis] = []
@@ -180,8 +176,8 @@ def _search_group(
     utt = torch.arange(b, device=enc_out.device).repeat_interleave(k)  # (B*K,) utterance of a row
     every = torch.arange(b * k, device=enc_out.device)
     # Decoded rows: the distinct (utterance, path) pairs; ``inv`` maps each sample to its row.
-    first, inv = (
-        _unique_rows(torch.cat([utt[:, None], flat], 1)) if k > 1 and dedup else (every, every)
+    first, inv = _unique_rows(torch.cat([utt[:, None], flat], 1)) if k > 1 and dedup else (
+        every, every
     )
     rows_utt = utt.index_select(0, first)
     lens_r = enc_lens.index_select(0, rows_utt)
@@ -202,10 +198,8 @@ def _search_group(
             mem_kv = model.at_decoder.memory_kv(enc_out)
         with phase("AT ranker (ESA)"):
             h_scores = model.at_decoder.score(
-                res.tokens.index_select(0, h_first),
-                n_tok.index_select(0, h_first),
-                enc_out,
-                lengths_to_mask(lens_r.index_select(0, h_first), t),
+                res.tokens.index_select(0, h_first), n_tok.index_select(0, h_first),
+                enc_out, lengths_to_mask(lens_r.index_select(0, h_first), t),
                 mem_kv=index_kv(mem_kv, h_utt),
             )
         row_scores = h_scores.index_select(0, h_inv)
@@ -214,7 +208,9 @@ def _search_group(
     scores = row_scores.index_select(0, inv)  # (B*K,) per sample
     best = scores.view(b, k).argmax(dim=1)
     chosen = inv.index_select(0, torch.arange(b, device=enc_out.device) * k + best)
-    return [_to_hypothesis(res, int(r), float(row_scores[r]), model) for r in chosen.tolist()]
+    return [
+        _to_hypothesis(res, int(r), float(row_scores[r]), model) for r in chosen.tolist()
+    ]
 
 
 def _to_hypothesis(res: NATResult, row: int, score: float, model: ASRModel) -> Hypothesis:

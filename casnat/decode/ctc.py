@@ -93,13 +93,8 @@ def ctc_greedy_search(log_probs: Tensor, lens: Tensor, blank: int = 0) -> list[H
         k = counts[i]
         sl = slice(offset, offset + k)
         hyps.append(
-            Hypothesis(
-                tokens=ids_l[sl],
-                score=scores_l[i],
-                token_starts=starts_l[sl],
-                token_ends=ends_l[sl],
-                confidences=conf_l[sl],
-            )
+            Hypothesis(tokens=ids_l[sl], score=scores_l[i], token_starts=starts_l[sl],
+                       token_ends=ends_l[sl], confidences=conf_l[sl])
         )
         offset += k
     return hyps
@@ -163,13 +158,8 @@ def _to_hypothesis(prefix: tuple[int, ...], state: _PrefixState) -> Hypothesis:
     starts.reverse()
     ends.reverse()
     confs.reverse()
-    return Hypothesis(
-        tokens=list(prefix),
-        score=state.total(),
-        token_starts=starts,
-        token_ends=ends,
-        confidences=confs,
-    )
+    return Hypothesis(tokens=list(prefix), score=state.total(), token_starts=starts,
+                      token_ends=ends, confidences=confs)
 
 
 def _prefix_beam_one(

@@ -247,49 +247,29 @@ def _cassnat(num_samples: Callable[[DecodeOptions], int]) -> SearchFn:
     return search
 
 
-register_mode(
-    DecodingMode(
-        "ctc_greedy",
-        _ctc_greedy,
-        "best CTC path, repeats merged and blanks dropped",
-        recipe_default=True,
-    )
-)
-register_mode(
-    DecodingMode(
-        "ctc_prefix_beam",
-        _ctc_prefix_beam,
-        "CTC prefix beam search (--beam)",
-    )
-)
-register_mode(
-    DecodingMode(
-        "at_beam",
-        _at_beam,
-        "autoregressive decoder beam search (--beam, --length-penalty, --max-len-ratio)",
-        needs=("at_decoder",),
-        recipe_default=True,
-    )
-)
-register_mode(
-    DecodingMode(
-        "cassnat",
-        _cassnat(lambda opts: 1),
-        "CASS-NAT: all tokens in one pass on the greedy CTC alignment",
-        needs=("nat_decoder",),
-        recipe_default=True,
-    )
-)
-register_mode(
-    DecodingMode(
-        "cassnat_esa",
-        _cassnat(lambda opts: opts.num_samples),
-        "CASS-NAT on K sampled alignments, the best chosen by the ranker (--num-samples, "
-        "--threshold, --ranker, --seed)",
-        needs=("nat_decoder",),
-        recipe_default=True,
-    )
-)
+register_mode(DecodingMode(
+    "ctc_greedy", _ctc_greedy, "best CTC path, repeats merged and blanks dropped",
+    recipe_default=True,
+))
+register_mode(DecodingMode(
+    "ctc_prefix_beam", _ctc_prefix_beam, "CTC prefix beam search (--beam)",
+))
+register_mode(DecodingMode(
+    "at_beam", _at_beam,
+    "autoregressive decoder beam search (--beam, --length-penalty, --max-len-ratio)",
+    needs=("at_decoder",), recipe_default=True,
+))
+register_mode(DecodingMode(
+    "cassnat", _cassnat(lambda opts: 1),
+    "CASS-NAT: all tokens in one pass on the greedy CTC alignment",
+    needs=("nat_decoder",), recipe_default=True,
+))
+register_mode(DecodingMode(
+    "cassnat_esa", _cassnat(lambda opts: opts.num_samples),
+    "CASS-NAT on K sampled alignments, the best chosen by the ranker (--num-samples, "
+    "--threshold, --ranker, --seed)",
+    needs=("nat_decoder",), recipe_default=True,
+))
 
 __all__ = [
     "HEADS",

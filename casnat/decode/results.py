@@ -76,9 +76,8 @@ class Hypothesis:
         for name in ("token_starts", "token_ends", "confidences"):
             got = len(getattr(self, name))
             if got not in (0, n):
-                raise ValueError(
-                    f"Hypothesis.{name} has {got} entries, expected 0 or {n} (one per token)"
-                )
+                raise ValueError(f"Hypothesis.{name} has {got} entries, expected 0 or {n} "
+                                 f"(one per token)")
 
     def with_text(self, text: str) -> Hypothesis:
         """Copy of this hypothesis with ``text`` set (the record itself is immutable)."""

@@ -52,9 +52,8 @@ class UttScore:
 
     def alignment_text(self) -> str:
         """Three aligned lines ``REF:``, ``HYP:``, ``OPS:`` with columns padded to width."""
-        widths = [
-            max(len(r), len(h), 1) for r, h in zip(self.ref_aligned, self.hyp_aligned, strict=True)
-        ]
+        widths = [max(len(r), len(h), 1) for r, h in zip(self.ref_aligned, self.hyp_aligned,
+                                                         strict=True)]
         ref = " ".join(w.ljust(n) for w, n in zip(self.ref_aligned, widths, strict=True))
         hyp = " ".join(w.ljust(n) for w, n in zip(self.hyp_aligned, widths, strict=True))
         ops = " ".join(o.ljust(n) for o, n in zip(self.ops, widths, strict=True))
@@ -106,16 +105,15 @@ def _normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-def _align(
-    ref_words: list[str], hyp_words: list[str], chunks: Iterable[jiwer.AlignmentChunk]
-) -> tuple[list[str], list[str], list[str]]:
+def _align(ref_words: list[str], hyp_words: list[str],
+           chunks: Iterable[jiwer.AlignmentChunk]) -> tuple[list[str], list[str], list[str]]:
     """Turn jiwer alignment chunks into equal-length ref/hyp/ops columns."""
     ref_col: list[str] = []
     hyp_col: list[str] = []
     ops: list[str] = []
     for ch in chunks:
-        r = ref_words[ch.ref_start_idx : ch.ref_end_idx]
-        h = hyp_words[ch.hyp_start_idx : ch.hyp_end_idx]
+        r = ref_words[ch.ref_start_idx:ch.ref_end_idx]
+        h = hyp_words[ch.hyp_start_idx:ch.hyp_end_idx]
         if ch.type == "equal":
             ref_col += r
             hyp_col += h
@@ -155,25 +153,13 @@ def score_wer(refs: dict[str, str], hyps: dict[str, str]) -> ScoreReport:
     chars = jiwer.process_characters(ref_texts, hyp_texts)
     missing_set = set(missing)
     utts: list[UttScore] = []
-    for u, ref, hyp, r_w, h_w, chunks in zip(
-        ids, ref_texts, hyp_texts, words.references, words.hypotheses, words.alignments, strict=True
-    ):
+    for u, ref, hyp, r_w, h_w, chunks in zip(ids, ref_texts, hyp_texts, words.references,
+                                             words.hypotheses, words.alignments, strict=True):
         ref_col, hyp_col, ops = _align(r_w, h_w, chunks)
-        utts.append(
-            UttScore(
-                utt_id=u,
-                ref=ref,
-                hyp=hyp,
-                sub=ops.count("S"),
-                dels=ops.count("D"),
-                ins=ops.count("I"),
-                num_ref_words=len(r_w),
-                ref_aligned=ref_col,
-                hyp_aligned=hyp_col,
-                ops=ops,
-                missing=u in missing_set,
-            )
-        )
+        utts.append(UttScore(
+            utt_id=u, ref=ref, hyp=hyp, sub=ops.count("S"), dels=ops.count("D"),
+            ins=ops.count("I"), num_ref_words=len(r_w), ref_aligned=ref_col,
+            hyp_aligned=hyp_col, ops=ops, missing=u in missing_set))
 
     n_words = sum(len(r) for r in words.references)
     n_chars = sum(len(r) for r in chars.references)
@@ -182,19 +168,11 @@ def score_wer(refs: dict[str, str], hyps: dict[str, str]) -> ScoreReport:
     return ScoreReport(
         wer=w_err / n_words if n_words else 0.0,
         cer=c_err / n_chars if n_chars else 0.0,
-        sub=words.substitutions,
-        dels=words.deletions,
-        ins=words.insertions,
-        num_ref_words=n_words,
-        char_sub=chars.substitutions,
-        char_dels=chars.deletions,
-        char_ins=chars.insertions,
-        num_ref_chars=n_chars,
-        num_utts=len(ids),
-        sentence_errors=sum(1 for x in utts if x.errors),
-        utterances=utts,
-        missing=missing,
-        extra=extra,
+        sub=words.substitutions, dels=words.deletions, ins=words.insertions,
+        num_ref_words=n_words, char_sub=chars.substitutions, char_dels=chars.deletions,
+        char_ins=chars.insertions, num_ref_chars=n_chars, num_utts=len(ids),
+        sentence_errors=sum(1 for x in utts if x.errors), utterances=utts,
+        missing=missing, extra=extra,
     )
 
 
@@ -228,9 +206,7 @@ def write_report(report: ScoreReport, out_dir: str | Path) -> None:
     lines.append("\n")
     for x in sorted(utts, key=badness):
         tag = " MISSING" if x.missing else ""
-        lines.append(
-            f"{x.utt_id}  #err={x.errors} sub={x.sub} del={x.dels} ins={x.ins} "
-            f"#ref={x.num_ref_words}{tag}\n{x.alignment_text()}\n\n"
-        )
+        lines.append(f"{x.utt_id}  #err={x.errors} sub={x.sub} del={x.dels} ins={x.ins} "
+                     f"#ref={x.num_ref_words}{tag}\n{x.alignment_text()}\n\n")
     atomic_write_text(out / "errors.txt", "".join(lines))
     atomic_write_text(out / "wer.txt", report.summary())

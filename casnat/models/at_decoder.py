@@ -28,7 +28,9 @@ from casnat.nn.masks import causal_mask, lengths_to_mask
 from casnat.nn.positional import PositionalEncoding
 
 
-def add_sos_eos(tokens: Tensor, token_lens: Tensor, sos: int, eos: int) -> tuple[Tensor, Tensor]:
+def add_sos_eos(
+    tokens: Tensor, token_lens: Tensor, sos: int, eos: int
+) -> tuple[Tensor, Tensor]:
     """Teacher-forcing input and target from padded tokens.
 
     Args:
@@ -180,11 +182,7 @@ class ATDecoder(nn.Module):
         new_cache: list[Tensor] = []
         for i, layer in enumerate(self.layers):
             x = layer(
-                x,
-                self_mask,
-                memory,
-                mem_mask,
-                None if cache is None else cache[i],
+                x, self_mask, memory, mem_mask, None if cache is None else cache[i],
                 None if mem_kv is None else mem_kv[i],
             )
             new_cache.append(x)

@@ -107,10 +107,7 @@ def nat_forward(
     t = paths.size(1)
     with phase("segments / trigger mask"):
         segs = alignment_to_segments(
-            paths,
-            enc_lens,
-            blank=blank,
-            left_trigger=nd.left_trigger,
+            paths, enc_lens, blank=blank, left_trigger=nd.left_trigger,
             right_trigger=nd.right_trigger,
         )
         pos = torch.arange(segs.trigger_mask.size(1), device=enc_out.device).unsqueeze(0)
@@ -120,11 +117,7 @@ def nat_forward(
         emb = tae(enc_out, segs.trigger_mask, None if source is None else source.tae)
     with phase("NAT decoder"):
         out = decoder(
-            emb,
-            tae_mask,
-            enc_out,
-            enc_mask,
-            with_inter=with_inter,
+            emb, tae_mask, enc_out, enc_mask, with_inter=with_inter,
             mem_kv=None if source is None else source.nat,
         )
     return NATForward(segments=segs, tae_mask=tae_mask, output=out)

@@ -110,14 +110,8 @@ class NATDecoder(nn.Module):
 
         def block(source_attention: bool) -> NATBlock:
             return NATBlock(
-                d_model,
-                cfg.num_heads,
-                cfg.ffn_dim,
-                cfg.conv_kernel,
-                cfg.max_rel_pos,
-                cfg.dropout,
-                cfg.conv_norm,
-                source_attention,
+                d_model, cfg.num_heads, cfg.ffn_dim, cfg.conv_kernel, cfg.max_rel_pos,
+                cfg.dropout, cfg.conv_norm, source_attention,
             )
 
         self.sa_layers = nn.ModuleList(block(False) for _ in range(cfg.num_sa_layers))

@@ -41,3 +41,4 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (N, L, D) -> (N, L, D)."""
         return self.w2(self.dropout(self.act(self.w1(x))))
+

@@ -134,29 +134,23 @@ def _build_corpus(kind: str, out: Path, num_utts: int) -> Path:
         src = fsdd_dir()
         if src is None:
             raise FileNotFoundError("bench-train: FSDD wavs not found (set CASNAT_SHARED_DATA)")
-        manifests = prepare_fsdd(src, out / "manifests", num_train=num_utts, num_dev=2, num_test=2)
+        manifests = prepare_fsdd(src, out / "manifests", num_train=num_utts, num_dev=2,
+                                 num_test=2)
     elif kind == "synth_en":
         from casnat.data.corpora.synth_en import prepare_synth_en
 
         shared = shared_data_dir()
         if shared is None or not (shared / "text").is_dir():
             raise FileNotFoundError("bench-train: shared/data/text not found for synth_en")
-        manifests = prepare_synth_en(
-            shared / "text",
-            out / "manifests",
-            num_train=num_utts,
-            num_dev=1,
-            num_test=1,
-            num_jobs=2,
-        )
+        manifests = prepare_synth_en(shared / "text", out / "manifests", num_train=num_utts,
+                                     num_dev=1, num_test=1, num_jobs=2)
     else:
         raise FileNotFoundError(f"bench-train: no data for recipe {kind!r} and no builder for it")
     return compute_features(manifests["train"], out / "fbank", speed_perturb=None, num_jobs=2)
 
 
-def _train_cuts(
-    config: Path, cfg: ExperimentConfig, override: Path | None, opts: BenchOptions
-) -> tuple[Path, str]:
+def _train_cuts(config: Path, cfg: ExperimentConfig, override: Path | None, opts: BenchOptions
+                ) -> tuple[Path, str]:
     """The manifest to draw batches from: ``override``, else ``data.train_cuts`` (relative to the
     current directory, as for ``casnat train`` run in the recipe dir), else a built corpus.
     ``override`` ``build`` always builds one."""
@@ -185,9 +179,8 @@ def _args(batch) -> tuple[torch.Tensor, ...]:
     return batch.feats, batch.feat_lens, batch.tokens, batch.token_lens
 
 
-def _train_step(
-    model: ASRModel, opt: torch.optim.Optimizer, prec: Precision, batch, grad_clip: float
-) -> None:
+def _train_step(model: ASRModel, opt: torch.optim.Optimizer, prec: Precision, batch,
+                grad_clip: float) -> None:
     """The trainer's step (accum_grad 1, no GradScaler on CPU), marked by phase."""
     with phase("forward"), prec.autocast():
         losses = model(*_args(batch))
@@ -354,12 +347,5 @@ def format_report(results: list[ConfigRun], peaks: dict[str, float], opts: Bench
     return "\n".join(lines)
 
 
-__all__ = [
-    "BenchOptions",
-    "ConfigRun",
-    "PrecisionRun",
-    "bench_config",
-    "format_report",
-    "measure_gemm_peaks",
-    "run_benchmark",
-]
+__all__ = ["BenchOptions", "ConfigRun", "PrecisionRun", "bench_config", "format_report",
+           "measure_gemm_peaks", "run_benchmark"]

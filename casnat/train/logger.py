@@ -94,12 +94,11 @@ class TrainLogger:
         False: that state goes to a step checkpoint only, not to an epoch-N.pt)."""
         if self.rank != 0:
             return
-        what = (
-            f"epoch {state.epoch} done"
-            if complete
-            else f"budget reached in epoch {state.epoch + 1}"
+        what = (f"epoch {state.epoch} done" if complete
+                else f"budget reached in epoch {state.epoch + 1}")
+        log.info(
+            f"{what}: step {state.step} valid_loss={valid_loss:.4f} elapsed={minutes:.1f} min"
         )
-        log.info(f"{what}: step {state.step} valid_loss={valid_loss:.4f} elapsed={minutes:.1f} min")
         if self.writer is not None and not math.isnan(valid_loss):
             self.writer.add_scalar("valid/loss", valid_loss, state.step)
             self.writer.flush()

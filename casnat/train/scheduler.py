@@ -35,9 +35,8 @@ def cosine_factor(
 ) -> Callable[[int], float]:
     warmup = max(1, warmup_steps)
     if max_steps <= warmup:
-        raise ValueError(
-            f"cosine schedule: max_steps ({max_steps}) must exceed warmup_steps ({warmup_steps})"
-        )
+        raise ValueError(f"cosine schedule: max_steps ({max_steps}) must exceed warmup_steps "
+                         f"({warmup_steps})")
 
     def factor(step: int) -> float:
         s = max(1, step)

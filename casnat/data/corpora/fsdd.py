@@ -51,21 +51,12 @@ def _scan(recordings_dir: Path) -> dict[str, list[tuple[int, int, Path]]]:
     return clips
 
 
-def _cut(
-    cut_id: str, path: Path, text: str, speaker: str, sample_rate: int, clips: list[str]
-) -> Cut:
+def _cut(cut_id: str, path: Path, text: str, speaker: str, sample_rate: int,
+         clips: list[str]) -> Cut:
     """A 16 kHz cut of ``path``; ``custom["source_clips"]`` names the FSDD clips it holds."""
     rec = Recording.from_file(path, recording_id=cut_id)
-    sup = SupervisionSegment(
-        id=cut_id,
-        recording_id=cut_id,
-        start=0.0,
-        duration=rec.duration,
-        channel=0,
-        text=text,
-        speaker=speaker,
-        language="English",
-    )
+    sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0, duration=rec.duration,
+                             channel=0, text=text, speaker=speaker, language="English")
     cut = rec.to_cut()
     cut.supervisions = [sup]
     cut.custom = {"source_clips": clips}
@@ -100,12 +91,10 @@ def _build_connected(
             pieces.append(x)
         sr = sr or 8000
         pieces = [pad, *pieces, int(rng.uniform(0.0, 0.3) * sr)]
-        audio = np.concatenate(
-            [
-                p if isinstance(p, np.ndarray) else NOISE_STD * noise.standard_normal(p)
-                for p in pieces
-            ]
-        ).astype(np.float32)
+        audio = np.concatenate([
+            p if isinstance(p, np.ndarray) else NOISE_STD * noise.standard_normal(p)
+            for p in pieces
+        ]).astype(np.float32)
         digits = "".join(str(d) for d, _, _ in chosen)
         cut_id = f"fsdd_{name}_{u:05d}_{spk}_{digits}"
         path = wav_dir / f"{cut_id}.flac"
@@ -150,9 +139,8 @@ def prepare_fsdd(
     if speakers is not None:
         clips = {s: clips[s] for s in speakers if s in clips}
     if not clips:
-        raise FileNotFoundError(
-            f"FSDD corpus not found: no {{digit}}_{{speaker}}_{{index}}.wav clips in {rec_dir}"
-        )
+        raise FileNotFoundError(f"FSDD corpus not found: no {{digit}}_{{speaker}}_{{index}}.wav "
+                                f"clips in {rec_dir}")
     rng = random.Random(seed)
     train_pool, dev_pool, test_pool = defaultdict(list), defaultdict(list), defaultdict(list)
     for spk, items in sorted(clips.items()):
@@ -171,27 +159,12 @@ def prepare_fsdd(
     out_dir.mkdir(parents=True, exist_ok=True)
     wavs = out_dir / "wavs"
     splits = {
-        "train": _build_connected(
-            "train",
-            train_pool,
-            num_train,
-            max_digits,
-            random.Random(seed + 1),
-            wavs / "train",
-            sample_rate,
-        ),
-        "dev": _build_connected(
-            "dev", dev_pool, num_dev, max_digits, random.Random(seed + 2), wavs / "dev", sample_rate
-        ),
-        "test": _build_connected(
-            "test",
-            test_pool,
-            num_test,
-            max_digits,
-            random.Random(seed + 3),
-            wavs / "test",
-            sample_rate,
-        ),
+        "train": _build_connected("train", train_pool, num_train, max_digits,
+                                  random.Random(seed + 1), wavs / "train", sample_rate),
+        "dev": _build_connected("dev", dev_pool, num_dev, max_digits, random.Random(seed + 2),
+                                wavs / "dev", sample_rate),
+        "test": _build_connected("test", test_pool, num_test, max_digits,
+                                 random.Random(seed + 3), wavs / "test", sample_rate),
         "test_isolated": _isolated(test_pool, sample_rate),
         "dev_isolated": _isolated(dev_pool, sample_rate),
     }
@@ -199,5 +172,6 @@ def prepare_fsdd(
     for name, cuts in splits.items():
         paths[name] = out_dir / f"cuts_{name}.jsonl.gz"
         cuts.to_file(paths[name])
-        log.info("fsdd: %s: %d cuts, %.1f min", name, len(cuts), sum(c.duration for c in cuts) / 60)
+        log.info("fsdd: %s: %d cuts, %.1f min", name, len(cuts),
+                 sum(c.duration for c in cuts) / 60)
     return paths

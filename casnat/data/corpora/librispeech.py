@@ -30,13 +30,8 @@ from lhotse import CutSet
 log = logging.getLogger(__name__)
 
 PARTS = (
-    "train-clean-100",
-    "train-clean-360",
-    "train-other-500",
-    "dev-clean",
-    "dev-other",
-    "test-clean",
-    "test-other",
+    "train-clean-100", "train-clean-360", "train-other-500",
+    "dev-clean", "dev-other", "test-clean", "test-other",
 )
 TRAIN_960 = ("train-clean-100", "train-clean-360", "train-other-500")
 DEV = ("dev-clean", "dev-other")
@@ -68,16 +63,14 @@ def _resolve_parts(corpus_dir: Path, parts: str | Sequence[str]) -> list[str]:
             found = [p for p in PARTS if (corpus_dir / p).is_dir()]
             if not found:
                 raise FileNotFoundError(
-                    f"no LibriSpeech parts in {corpus_dir} (expected one of {', '.join(PARTS)})"
-                )
+                    f"no LibriSpeech parts in {corpus_dir} (expected one of {', '.join(PARTS)})")
             return found
         parts = [p.strip() for p in parts.split(",") if p.strip()]
     wanted = [p.replace("_", "-") for p in parts]  # accept train_clean_100 as well
     unknown = [p for p in wanted if p not in PARTS]
     if unknown:
-        raise ValueError(
-            f"unknown LibriSpeech part '{unknown[0]}' (expected one of {', '.join(PARTS)})"
-        )
+        raise ValueError(f"unknown LibriSpeech part '{unknown[0]}' "
+                         f"(expected one of {', '.join(PARTS)})")
     for p in wanted:
         if not (corpus_dir / p).is_dir():
             raise FileNotFoundError(f"LibriSpeech part not found: {corpus_dir / p}")
@@ -110,13 +103,8 @@ def prepare_librispeech(
     corpus_dir, out_dir = _resolve_corpus(Path(corpus_dir)), Path(out_dir)
     wanted = _resolve_parts(corpus_dir, parts)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifests = lhotse_prepare(
-        corpus_dir,
-        dataset_parts=wanted,
-        output_dir=out_dir,
-        normalize_text="none",
-        num_jobs=max(1, num_jobs),
-    )
+    manifests = lhotse_prepare(corpus_dir, dataset_parts=wanted, output_dir=out_dir,
+                               normalize_text="none", num_jobs=max(1, num_jobs))
     paths: dict[str, Path] = {}
     for part in wanted:
         m = manifests.get(part)
@@ -129,21 +117,16 @@ def prepare_librispeech(
         name = split_name(part)
         paths[name] = out_dir / f"cuts_{name}.jsonl.gz"
         cuts.to_file(paths[name])
-        log.info(
-            "librispeech: %s: %d cuts, %.1f h",
-            name,
-            len(cuts),
-            sum(c.duration for c in cuts) / 3600,
-        )
+        log.info("librispeech: %s: %d cuts, %.1f h", name, len(cuts),
+                 sum(c.duration for c in cuts) / 3600)
     # Combined sets also take parts prepared by an earlier run (100h first, the rest later).
     done = {split_name(p): out_dir / f"cuts_{split_name(p)}.jsonl.gz" for p in PARTS}
     done = {k: v for k, v in done.items() if k in paths or v.is_file()}
     if "train_clean_100" in done:
         paths["train"] = _combine([done["train_clean_100"]], out_dir / "cuts_train.jsonl.gz")
     if all(split_name(p) in done for p in TRAIN_960):
-        paths["train_960"] = _combine(
-            [done[split_name(p)] for p in TRAIN_960], out_dir / "cuts_train_960.jsonl.gz"
-        )
+        paths["train_960"] = _combine([done[split_name(p)] for p in TRAIN_960],
+                                      out_dir / "cuts_train_960.jsonl.gz")
     elif any(split_name(p) in paths for p in TRAIN_960):
         log.info("librispeech: not all of %s prepared; no cuts_train_960", ", ".join(TRAIN_960))
     dev = [done[split_name(p)] for p in DEV if split_name(p) in done]

@@ -32,15 +32,8 @@ from casnat.data.features import resample
 log = logging.getLogger(__name__)
 
 TRAIN_VOICES = (
-    "espeak:en-us+m1",
-    "espeak:en-us+f2",
-    "espeak:en+m3",
-    "espeak:en-gb+f3",
-    "espeak:en-us+m7",
-    "flite:kal16",
-    "flite:awb",
-    "flite:slt",
-    "festival:kal_diphone",
+    "espeak:en-us+m1", "espeak:en-us+f2", "espeak:en+m3", "espeak:en-gb+f3",
+    "espeak:en-us+m7", "flite:kal16", "flite:awb", "flite:slt", "festival:kal_diphone",
 )
 TEST_ONLY_VOICES = ("espeak:en-gb-scotland+f4", "flite:rms", "festival:ked_diphone")
 ENGINE_BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
@@ -55,10 +48,8 @@ def _command(voice: str, text_file: Path, out: Path, rate_wpm: int) -> list[str]
         return ["flite", "-voice", name, "-f", str(text_file), "-o", str(out)]
     if engine == "festival":
         return ["text2wave", "-eval", f"(voice_{name})", str(text_file), "-o", str(out)]
-    raise ValueError(
-        f"unknown TTS engine '{engine}' in voice '{voice}' "
-        f"(expected one of {', '.join(ENGINE_BINARIES)})"
-    )
+    raise ValueError(f"unknown TTS engine '{engine}' in voice '{voice}' "
+                     f"(expected one of {', '.join(ENGINE_BINARIES)})")
 
 
 def synthesize(voice: str, text: str, out_path: str | Path, rate_wpm: int = 170) -> float:
@@ -70,9 +61,8 @@ def synthesize(voice: str, text: str, out_path: str | Path, rate_wpm: int = 170)
     with tempfile.TemporaryDirectory() as tmp:
         text_file, raw = Path(tmp) / "in.txt", Path(tmp) / "out.wav"
         text_file.write_text(text + "\n")
-        proc = subprocess.run(
-            _command(voice, text_file, raw, rate_wpm), capture_output=True, text=True, timeout=120
-        )
+        proc = subprocess.run(_command(voice, text_file, raw, rate_wpm), capture_output=True,
+                              text=True, timeout=120)
         if proc.returncode != 0 or not raw.is_file() or raw.stat().st_size <= 44:
             raise RuntimeError(f"TTS voice {voice} failed on '{text[:40]}': {proc.stderr[-200:]}")
         audio, sr = sf.read(raw, dtype="float32", always_2d=True)
@@ -121,10 +111,8 @@ def check_engines(voices: tuple[str, ...] | list[str]) -> None:
         if binary is None:
             raise ValueError(f"unknown TTS engine '{engine}' in voice '{voice}'")
         if shutil.which(binary) is None:
-            raise FileNotFoundError(
-                f"TTS engine {binary} not installed (voice {voice}); "
-                "run egs/synth_en/local/install_tts.sh"
-            )
+            raise FileNotFoundError(f"TTS engine {binary} not installed (voice {voice}); "
+                                    "run egs/synth_en/local/install_tts.sh")
 
 
 def prepare_synth_en(
@@ -186,23 +174,15 @@ def prepare_synth_en(
                 continue
             cut_id = Path(out).stem
             rec = Recording.from_file(out, recording_id=cut_id)
-            sup = SupervisionSegment(
-                id=cut_id,
-                recording_id=cut_id,
-                start=0.0,
-                duration=rec.duration,
-                channel=0,
-                text=text,
-                speaker=voice,
-                language="English",
-            )
+            sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0,
+                                     duration=rec.duration, channel=0, text=text,
+                                     speaker=voice, language="English")
             cut = rec.to_cut()
             cut.supervisions = [sup]
             cut.custom = {"unseen_voice": voice not in train_voices}
             cuts.append(cut)
         paths[split] = out_dir / f"cuts_{split}.jsonl.gz"
         CutSet.from_cuts(cuts).to_file(paths[split])
-        log.info(
-            "synth_en: %s: %d cuts, %.1f min", split, len(cuts), sum(c.duration for c in cuts) / 60
-        )
+        log.info("synth_en: %s: %d cuts, %.1f min", split, len(cuts),
+                 sum(c.duration for c in cuts) / 60)
     return paths
