@@ -177,7 +177,7 @@ class Recognizer:
             )
             for p in pieces
         ]
-        words = pieces_to_words(pieces, self.tokenizer.kind == "word")
+        words = pieces_to_words(pieces, getattr(self.tokenizer, "kind", "") == "word")
         return Transcript(
             source=source,
             text=self.tokenizer.decode(h.tokens),
