@@ -95,7 +95,11 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.5", "hypothesis>=6"],
+        # One-file models (casnat export-model / transcribe --model): safetensors weights.
+        "model-file": ["safetensors>=0.4"],
+        # casnat export-onnx / casnat.onnx_export.OnnxRecognizer (encoder + CTC only).
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "dev": ["pytest>=8", "ruff>=0.5", "hypothesis>=6", "safetensors>=0.4"],
         "fbank": ["kaldi-native-fbank>=1.19"],
     },
     entry_points={"console_scripts": ["casnat=casnat.cli:main"]},

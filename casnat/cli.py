@@ -5,7 +5,9 @@
     casnat train --config X.yaml --exp-dir exp/Y         (also: torchrun ... -m casnat.bin.train)
     casnat average --exp-dir exp/Y --last 5              checkpoint averaging
     casnat decode --exp-dir exp/Y --cuts test.jsonl.gz   decode + WER/CER report
-    casnat transcribe --exp-dir exp/Y a.wav b.flac       batch transcription of audio files
+    casnat transcribe --exp-dir exp/Y a.wav dir/ x.scp   files, dirs, wav.scp, long audio -> text
+    casnat export-model exp/Y -o model.casnat            one-file model (for transcribe --model)
+    casnat export-onnx exp/Y -o model.onnx               encoder + CTC as ONNX (greedy CTC)
     casnat bench-decode --exp-dir exp/Y --cuts C         WER and speed of the modes, side by side
     casnat bench-train --config X.yaml [--config Y.yaml] training frames/s, fp32 vs bf16
     casnat report exp/Y [exp/Z ...] --out RESULTS.md     table of the decode_*/summary.json
@@ -24,7 +26,7 @@ from casnat.bin._common import run_guarded, setup_logging
 
 COMMANDS = (
     "prepare", "features", "train", "average", "decode", "transcribe", "bench-decode", "report",
-    "bench-train",
+    "bench-train", "export-model", "export-onnx",
 )
 
 

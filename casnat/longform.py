@@ -107,8 +107,14 @@ class LongTranscript:
 
     def to_record(self, id: str) -> TranscriptRecord:
         """This result as the record :mod:`casnat.output_formats` writes."""
-        return TranscriptRecord(id=id, source=self.source, duration=self.duration,
-                                text=self.text, words=list(self.words), error=self.error)
+        return TranscriptRecord(
+            id=id,
+            source=self.source,
+            duration=self.duration,
+            text=self.text,
+            words=list(self.words),
+            error=self.error,
+        )
 
 
 # --- audio input ----------------------------------------------------------------------------
@@ -212,12 +218,16 @@ def pause_runs(silent: np.ndarray, min_frames: int) -> list[tuple[int, int]]:
     """
     padded = np.concatenate([[False], silent.astype(bool), [False]])
     edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True)
-            if e - s >= min_frames]
+    return [
+        (int(s), int(e))
+        for s, e in zip(edges[::2], edges[1::2], strict=True)
+        if e - s >= min_frames
+    ]
 
 
-def choose_cut(score: np.ndarray, max_frames: int, min_pause: int, threshold: float,
-               min_frames: int = 0) -> tuple[int, bool]:
+def choose_cut(
+    score: np.ndarray, max_frames: int, min_pause: int, threshold: float, min_frames: int = 0
+) -> tuple[int, bool]:
     """Where to end the next segment, in frames, and whether that cut is at a pause.
 
     The midpoint of the first pause whose midpoint is at least ``min_frames`` in (clamped to
@@ -231,8 +241,11 @@ def choose_cut(score: np.ndarray, max_frames: int, min_pause: int, threshold: fl
     >>> choose_cut(np.array([0.1, 0.2, 0.9, 0.3, 0.1, 0.1]), 4, 3, 0.95)
     (2, False)
     """
-    cuts = [min((s + e) // 2, max_frames) for s, e in pause_runs(score > threshold, min_pause)
-            if s < max_frames and (s + e) // 2 > 0]
+    cuts = [
+        min((s + e) // 2, max_frames)
+        for s, e in pause_runs(score > threshold, min_pause)
+        if s < max_frames and (s + e) // 2 > 0
+    ]
     if cuts:
         late = [c for c in cuts if c >= min_frames]
         return (late[0] if late else cuts[-1]), True
@@ -243,7 +256,10 @@ def choose_cut(score: np.ndarray, max_frames: int, min_pause: int, threshold: fl
 
 
 def segment_stream(
-    blocks: Iterable[np.ndarray], sr: int, frame_seconds: float, silence: SilenceFn,
+    blocks: Iterable[np.ndarray],
+    sr: int,
+    frame_seconds: float,
+    silence: SilenceFn,
     cfg: LongformConfig,
 ) -> Iterator[Segment]:
     """Cut a stream of mono blocks into :class:`Segment` s of at most ``cfg.max_segment_s``.
@@ -298,8 +314,13 @@ def segment_stream(
         if eof and len(buf) <= max_frames * hop:
             cut, at_pause = -(-len(buf) // hop), True
         else:
-            cut, at_pause = choose_cut(score, max_frames, min_pause, cfg.blank_threshold,
-                                       int(cfg.min_segment_s / frame_seconds))
+            cut, at_pause = choose_cut(
+                score,
+                max_frames,
+                min_pause,
+                cfg.blank_threshold,
+                int(cfg.min_segment_s / frame_seconds),
+            )
         n = min(len(buf), cut * hop)
         silent = bool(np.all(score[:cut] > 0.5)) if cfg.vad == "ctc" else False
         yield Segment(buf_start / sr, buf[:n].copy(), sr, after_pause, silent)
@@ -356,8 +377,9 @@ def forced_timings(rec, feats: torch.Tensor, tokens: list[int]) -> tuple[list[in
     if not keep:
         return starts, ends
     tgt = torch.tensor([[tokens[k] for k in keep]], dtype=torch.int64, device=lp.device)
-    ali, score = ctc_viterbi_align(lp, enc.lens, tgt, torch.tensor([len(keep)], device=lp.device),
-                                   blank=blank)
+    ali, score = ctc_viterbi_align(
+        lp, enc.lens, tgt, torch.tensor([len(keep)], device=lp.device), blank=blank
+    )
     if not torch.isfinite(score[0]):
         return starts, ends
     s, e = token_spans(ali[0].tolist(), blank)
@@ -386,8 +408,9 @@ def _decode_batch(rec, segs: list[Segment], opts: DecodeOptions) -> list[list[Ti
         starts, ends = h.token_starts, h.token_ends
         if h.tokens and not starts:
             starts, ends = forced_timings(rec, feats[i], list(h.tokens))
-        out[i] = token_pieces(rec.tokenizer, h.tokens, starts, ends, h.confidences, fs,
-                              offset=segs[i].start)
+        out[i] = token_pieces(
+            rec.tokenizer, h.tokens, starts, ends, h.confidences, fs, offset=segs[i].start
+        )
     return out
 
 
@@ -413,18 +436,21 @@ def transcribe_long(
     opts: DecodeOptions | None = None,
     cfg: LongformConfig | None = None,
     source: str | None = None,
+    on_audio: Callable[[float], None] | None = None,
 ) -> LongTranscript:
     """Transcribe a recording of any length with ``rec`` (a :class:`casnat.inference.Recognizer`).
 
     ``audio`` is a file path (read incrementally) or a waveform with ``sample_rate``. Returns
-    words and pieces in file time; ``text`` is the words joined by spaces.
+    words and pieces in file time; ``text`` is the words joined by spaces. ``on_audio(seconds)``
+    is called after each decoded batch of segments (progress within an hour-long file).
     """
     opts = opts or DecodeOptions()
     cfg = cfg or LongformConfig()
     blocks, sr, duration = audio_blocks(audio, sample_rate, cfg.block_s)
     fs = _frame_seconds(rec)
-    silence = ctc_blank_silence(rec) if cfg.vad == "ctc" else energy_silence(
-        cfg.energy_threshold_db)
+    silence = (
+        ctc_blank_silence(rec) if cfg.vad == "ctc" else energy_silence(cfg.energy_threshold_db)
+    )
     word_tokens = getattr(rec.tokenizer, "kind", "") == "word"
 
     parts: list[tuple[Segment, list[TimedPiece]]] = []
@@ -437,10 +463,11 @@ def transcribe_long(
         for seg, pieces in zip(pending, _decode_batch(rec, pending, opts), strict=True):
             # Keep only what stitching needs: the samples are dropped (a [:0] view would keep
             # every segment's buffer alive: RSS grew 70 MiB from 10 to 30 minutes).
-            parts.append((Segment(seg.start, _NO_AUDIO, sr, seg.after_pause, seg.silent),
-                          pieces))
+            parts.append((Segment(seg.start, _NO_AUDIO, sr, seg.after_pause, seg.silent), pieces))
             if not seg.silent:
                 spans.append((round(seg.start, 3), round(seg.start + seg.duration, 3)))
+        if on_audio is not None and pending:
+            on_audio(sum(seg.duration for seg in pending))
         pending.clear()
         pending_s = 0.0
 
@@ -454,8 +481,14 @@ def transcribe_long(
     flush()
     pieces = [p for _, ps in parts for p in ps]
     words = stitch(parts, word_tokens)
-    log.info("%s: %.1f s in %d segments (%d decoded), %d words", source or audio, duration,
-             n_seg, len(spans), len(words))
+    log.info(
+        "%s: %.1f s in %d segments (%d decoded), %d words",
+        source or audio,
+        duration,
+        n_seg,
+        len(spans),
+        len(words),
+    )
     return LongTranscript(
         source=source or (str(audio) if isinstance(audio, (str, Path)) else "<array>"),
         duration=round(duration, 3),

@@ -133,8 +133,9 @@ def format_tsv(records: Sequence[TranscriptRecord]) -> str:
     lines = ["id\tsource\tduration\ttext\terror"]
     for r in records:
         dur = "" if r.duration is None else f"{r.duration:.3f}"
-        lines.append("\t".join([_clean(r.id), _clean(r.source), dur, _clean(r.text),
-                                _clean(r.error or "")]))
+        lines.append(
+            "\t".join([_clean(r.id), _clean(r.source), dur, _clean(r.text), _clean(r.error or "")])
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -147,8 +148,9 @@ def format_ctm(records: Sequence[TranscriptRecord]) -> str:
                 untimed += 1
                 continue
             conf = 1.0 if w.confidence is None else w.confidence
-            lines.append(f"{r.id} 1 {w.start:.3f} {max(w.end - w.start, 0.0):.3f} {w.word} "
-                         f"{conf:.4f}")
+            lines.append(
+                f"{r.id} 1 {w.start:.3f} {max(w.end - w.start, 0.0):.3f} {w.word} {conf:.4f}"
+            )
         if untimed:
             log.warning("%s: %d words without timing left out of the CTM", r.id, untimed)
     return "".join(ln + "\n" for ln in lines)
@@ -214,8 +216,9 @@ def format_srt(record: TranscriptRecord, opts: CueOptions = CueOptions(), first:
     return "".join(c + "\n\n" for c in out).rstrip("\n") + "\n" if out else ""
 
 
-def format_vtt(record: TranscriptRecord, opts: CueOptions = CueOptions(), header: bool = True
-               ) -> str:
+def format_vtt(
+    record: TranscriptRecord, opts: CueOptions = CueOptions(), header: bool = True
+) -> str:
     """WebVTT cues of one input (with the ``WEBVTT`` header unless ``header`` is False)."""
     parts = ["WEBVTT\n"] if header else []
     for s, e, lines in subtitle_cues(record.words, opts):
@@ -253,12 +256,20 @@ _COMBINED: dict[str, Callable[[Sequence[TranscriptRecord], CueOptions], str]] = 
 }
 
 
+def format_combined(
+    fmt: str, records: Sequence[TranscriptRecord], cue_opts: CueOptions = CueOptions()
+) -> str:
+    """All ``records`` in one ``fmt`` document (what ``transcripts.<fmt>`` holds)."""
+    return _COMBINED[check_formats([fmt])[0]](records, cue_opts)
+
+
 def check_formats(formats: Sequence[str]) -> list[str]:
     """``formats`` without repeats, in order; ValueError naming an unknown one."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise ValueError(f"unknown output format(s) {', '.join(bad)} (choose from "
-                         f"{', '.join(FORMATS)})")
+        raise ValueError(
+            f"unknown output format(s) {', '.join(bad)} (choose from {', '.join(FORMATS)})"
+        )
     return list(dict.fromkeys(formats))
 
 
@@ -295,6 +306,7 @@ __all__ = [
     "CueOptions",
     "TranscriptRecord",
     "check_formats",
+    "format_combined",
     "format_ctm",
     "format_jsonl",
     "format_srt",
