@@ -48,5 +48,6 @@ def test_fsdd_deterministic(tmp_path: Path) -> None:
 
 
 def test_fsdd_missing_corpus(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(FileNotFoundError, match="nowhere") as e:
         prepare_fsdd(tmp_path / "nowhere", tmp_path / "out")
+    assert "free-spoken-digit-dataset" in str(e.value)  # says where to get the corpus

@@ -39,6 +39,11 @@ TEST_INDICES = range(0, 5)
 NOISE_STD = 3e-4  # pause / padding level (about -70 dBFS)
 
 
+# Where a user without the corpus gets it (the error of a missing corpus says so).
+GET_FSDD = ("get it with `git clone https://github.com/Jakobovski/free-spoken-digit-dataset` "
+            "(the public Free Spoken Digit Dataset) and pass that directory")
+
+
 def _scan(recordings_dir: Path) -> dict[str, list[tuple[int, int, Path]]]:
     """speaker -> [(digit, index, path)] of every clip in ``recordings_dir``."""
     clips: dict[str, list[tuple[int, int, Path]]] = defaultdict(list)
@@ -134,13 +139,15 @@ def prepare_fsdd(
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     rec_dir = corpus_dir / "recordings" if (corpus_dir / "recordings").is_dir() else corpus_dir
     if not rec_dir.is_dir():
-        raise FileNotFoundError(f"FSDD corpus not found: {corpus_dir} (expected recordings/)")
+        raise FileNotFoundError(
+            f"FSDD corpus not found: {corpus_dir} (expected recordings/); {GET_FSDD}"
+        )
     clips = _scan(rec_dir)
     if speakers is not None:
         clips = {s: clips[s] for s in speakers if s in clips}
     if not clips:
         raise FileNotFoundError(f"FSDD corpus not found: no {{digit}}_{{speaker}}_{{index}}.wav "
-                                f"clips in {rec_dir}")
+                                f"clips in {rec_dir}; {GET_FSDD}")
     rng = random.Random(seed)
     train_pool, dev_pool, test_pool = defaultdict(list), defaultdict(list), defaultdict(list)
     for spk, items in sorted(clips.items()):
