@@ -25,6 +25,7 @@ from casnat.bin._common import run_guarded, setup_logging
 COMMANDS = (
     "prepare", "features", "train", "average", "decode", "transcribe", "bench-decode", "report",
     "bench-train",
+    "bench-robust",
 )
 
 
