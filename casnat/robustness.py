@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from casnat.config import FeatureConfig
+from casnat.config import ConfigError, FeatureConfig
 from casnat.data.augment import (
     add_noise,
     apply_gain,
@@ -96,7 +96,8 @@ DEFAULT_CONDITIONS = (
 
 
 class ConditionError(UserError, ValueError):
-    """A condition spec on the command line is malformed; the message says which and why."""
+    """A condition cannot be made: a malformed spec, or babble without another speaker; the
+    message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ class ConditionBuilder:
         elif cond.kind == "babble":
             ids = self.babble_sources(cut_id, rng)
             if not ids:
-                raise UserError(
+                raise ConditionError(
                     f"babble for {cut_id}: no other speaker's cut in the test split to mix from"
                 )
             noise = babble(x.size, [self.clean[i] for i in ids], rng)
@@ -259,7 +260,7 @@ def level_setting(text: str) -> str | float:
     try:
         value = float(t)
     except ValueError:
-        raise UserError(
+        raise ConfigError(
             f"--level-dbfs '{text}': expected model, off, on or a level in dBFS (e.g. -25)"
         ) from None
     FeatureConfig(level_dbfs=value)  # the config's own range check
