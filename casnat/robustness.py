@@ -65,7 +65,7 @@ from casnat.data.augment import (
     telephone,
 )
 from casnat.data.features import load_audio_checked, make_extractor, waveform_features
-from casnat.data.level import DEFAULT_LEVEL_DBFS
+from casnat.data.level import DEFAULT_LEVEL_DBFS, speech_level_dbfs
 from casnat.decode.modes import DecodeOptions, check_mode, get_mode
 from casnat.decode.scoring import score_wer
 from casnat.errors import UserError
@@ -316,15 +316,19 @@ class RobustResult:
     conditions: list[Condition]
     columns: list[str]
     wer: dict[tuple[str, str], float]
+    level_dbfs: dict[str, float] = field(default_factory=dict)  # condition -> median level
 
     def markdown(self) -> str:
-        """The header and one table: a row per condition, a column per (model, level, mode),
-        WER %; then the worst gain condition's WER as a multiple of clean (issue 17's level
-        target: within 1.5x)."""
-        lines = [self.header, "", "| condition | " + " | ".join(self.columns) + " |"]
-        lines.append("|---|" + "---:|" * len(self.columns))
+        """The header and one table: a row per condition (with the median speech level of its
+        audio), a column per (model, level, mode), WER %; then the worst gain condition's WER
+        as a multiple of clean (issue 17's level target: within 1.5x)."""
+        names = ["speech level dBFS", *self.columns]
+        lines = [self.header, "", "| condition | " + " | ".join(names) + " |"]
+        lines.append("|---|" + "---:|" * len(names))
         for c in self.conditions:
-            cells = [f"{100 * self.wer[c.label, col]:.2f}" for col in self.columns]
+            level = self.level_dbfs.get(c.label, float("nan"))
+            wers = [f"{100 * self.wer[c.label, col]:.2f}" for col in self.columns]
+            cells = [f"{level:.1f}", *wers]
             lines.append(f"| {c.label} | " + " | ".join(cells) + " |")
         gains = [c for c in self.conditions if c.kind == "gain"]
         if gains and any(c.kind == "clean" for c in self.conditions):
@@ -335,7 +339,7 @@ class RobustResult:
                 cells.append(
                     f"{worst / clean:.2f}x" if clean > 0 else ("1.00x" if worst == 0 else "inf")
                 )
-            lines.append("| worst gain / clean | " + " | ".join(cells) + " |")
+            lines.append("| worst gain / clean | | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
 
@@ -408,6 +412,14 @@ def _load_cuts(path: Path, max_utts: int | None) -> list[Any]:
     return cuts[:max_utts] if max_utts else cuts
 
 
+def _median_level(waves: Iterable[np.ndarray], sr: int) -> float:
+    """Median speech level (casnat.data.level.speech_level_dbfs) of the condition's audio, as
+    the model's input sees it before any normalization: a check that the gains are what they
+    say."""
+    values = [v for v in (speech_level_dbfs(w, sr) for w in waves) if math.isfinite(v)]
+    return float(np.median(values)) if values else float("-inf")
+
+
 def _features(
     waves: dict[str, np.ndarray], sr: int, ext: Any, fc: FeatureConfig, min_frames: int
 ) -> dict[str, torch.Tensor]:
@@ -473,10 +485,12 @@ def run_robustness(cfg: RobustConfig, recs: list[Recognizer] | None = None) -> R
     min_frames = max(r.model.encoder.min_input_frames for r in recs)
     extractors = {}
     wer: dict[tuple[str, str], float] = {}
+    levels: dict[str, float] = {}
     t_start = time.perf_counter()
     for k, cond in enumerate(cfg.conditions, 1):
         t0 = time.perf_counter()
         waves = {cid: builder.apply(cond, cid) for cid in refs}
+        levels[cond.label] = _median_level(waves.values(), sr)
         t1 = time.perf_counter()
         feats_by_cfg: dict[FeatureConfig, dict[str, torch.Tensor]] = {}
         decode_s = 0.0
@@ -510,4 +524,4 @@ def run_robustness(cfg: RobustConfig, recs: list[Recognizer] | None = None) -> R
     )
     if builder.skipped:
         header += f" {len(builder.skipped)} cuts left out (unreadable audio)."
-    return RobustResult(header, list(cfg.conditions), [c.title for c in cols], wer)
+    return RobustResult(header, list(cfg.conditions), [c.title for c in cols], wer, levels)

@@ -182,14 +182,24 @@ def test_bench_robust_cli_prints_one_table_with_every_condition(
     rows = [ln for ln in table.splitlines() if ln.startswith("| ")]
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     # the CTC model has no cassnat head: that mode is skipped, both levels are kept
-    assert header == ["condition", "exp level off ctc_greedy", "exp level -25 dBFS ctc_greedy"]
+    assert header == [
+        "condition",
+        "speech level dBFS",
+        "exp level off ctc_greedy",
+        "exp level -25 dBFS ctc_greedy",
+    ]
     labels = [r.split("|")[1].strip() for r in rows[1:]]
     assert labels == [c.label for c in parse_conditions(DEFAULT_CONDITIONS)] + [
         "worst gain / clean"
     ]
+    level = {}
     for r in rows[1:-1]:
-        wers = [float(v) for v in r.strip("|").split("|")[1:]]
+        cells = r.strip("|").split("|")
+        wers = [float(v) for v in cells[2:]]
         assert len(wers) == 2 and all(w >= 0 for w in wers)
+        level[cells[0].strip()] = float(cells[1])
+    assert abs(level["gain -20 dB"] - level["clean"] + 20) < 0.01  # measured on the audio
+    assert abs(level["gain -10 dB"] - level["clean"] + 10) < 0.01
     assert "3 utterances" in table and "made from this split only" in table
     n = len(CutSet.from_file(cuts))
     assert n > 3  # --max-utts took effect
