@@ -56,7 +56,7 @@ def speech_level_dbfs(
 
 
 def normalize_level(
-    samples: np.ndarray, sampling_rate: int, target_dbfs: float = -23.0,
+    samples: np.ndarray, sampling_rate: int, target_dbfs: float = DEFAULT_LEVEL_DBFS,
     max_gain_db: float = 50.0,
 ) -> np.ndarray:
     """``samples`` (S,) scaled so that :func:`speech_level_dbfs` is ``target_dbfs``; float32.
