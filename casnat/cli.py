@@ -11,6 +11,7 @@
     casnat bench-decode --exp-dir exp/Y --cuts C         WER and speed of the modes, side by side
     casnat bench-train --config X.yaml [--config Y.yaml] training frames/s, fp32 vs bf16
     casnat report exp/Y [exp/Z ...] --out RESULTS.md     table of the decode_*/summary.json
+    casnat bench-robust --exp-dir exp/Y --cuts TEST      WER under gain/noise/reverb/telephone
 
 Errors the user can fix (missing file, bad config key, unreadable checkpoint) print as one line,
 without a traceback, and exit with status 2.
@@ -26,7 +27,7 @@ from casnat.bin._common import run_guarded, setup_logging
 
 COMMANDS = (
     "prepare", "features", "train", "average", "decode", "transcribe", "bench-decode", "report",
-    "bench-train", "export-model", "export-onnx",
+    "bench-train", "bench-robust", "export-model", "export-onnx",
 )
 
 

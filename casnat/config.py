@@ -28,13 +28,31 @@ class ConfigError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """80-dim log-mel filterbank at 16 kHz (the paper's front end)."""
+    """80-dim log-mel filterbank at 16 kHz (the paper's front end).
+
+    ``level_dbfs``: bring each utterance's active-speech level to this many dBFS before its
+    features are computed (casnat.data.level.normalize_level), on every path where waveforms
+    become features (training on the fly, ``casnat features``, decoding, the Python API).
+    Log-mel features shift with input gain, so a model hears a recording 20 dB quieter than its
+    training data as a different input; normalizing removes that. None (the default) = off, as
+    models trained before this option expect. -25 is FSDD's median training level
+    (casnat.data.level.DEFAULT_LEVEL_DBFS).
+    """
 
     sample_rate: int = 16000
     num_mel_bins: int = 80
     frame_shift: float = 0.01
     frame_length: float = 0.025
     dither: float = 0.0
+    level_dbfs: float | None = None
+
+    def __post_init__(self) -> None:
+        lv = self.level_dbfs
+        if lv is not None and not (isinstance(lv, int | float) and -80.0 <= lv < 0.0):
+            raise ConfigError(
+                f"features.level_dbfs: expected a level in dBFS in [-80, 0) or null (off), "
+                f"got {lv!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@
 #               -> $exp/decode_<part>_<mode>/
 #   5 results   `casnat bench-decode` every part of $bench_sets -> $exp/bench_<part>.md, then
 #               $results: `casnat report` (stage 4's WERs) + avg_select.txt + the benchmarks
+#   6 robustness `casnat bench-robust` every part of $robust_sets (default: $bench_sets): WER
+#               under gain, white/babble noise, reverberation and telephone made from that test
+#               split, input level normalization as the model has it and on (-25 dBFS)
+#               -> $exp/robust_<part>.md, all parts in $robust_results (beside $results:
+#               RESULTS_robustness.md for RESULTS.md)
 #
 # Variables the recipe sets before run_stages (from its options or fixed):
 #   stage stop_stage  the stage range (run.sh --stage N --stop-stage M)
@@ -27,7 +32,10 @@
 #   device_opts       options for average, decode and bench-decode (e.g. "--device cuda")
 #   decode_opts       more options for decode and bench-decode (e.g. "--num-samples 16")
 #   hardware          what the RESULTS header says the benchmark ran on
-# Stages 0-2 leave .done markers, so re-running skips them (delete one to redo); stages 3-5 are
+#   robust_sets robust_results robust_modes robust_levels robust_opts   stage 6: its sets, its
+#                     file, its modes (auto: ctc_greedy and cassnat, those the model has), its
+#                     --level-dbfs values ("model on") and more options (e.g. "--max-utts 500")
+# Stages 0-2 leave .done markers, so re-running skips them (delete one to redo); stages 3-6 are
 # cheap next to training and rerun whenever they are inside the stage range.
 
 . "$(dirname "${BASH_SOURCE[0]}")/decode_modes.sh"
@@ -128,15 +136,46 @@ stage_results() {
   cat "$results"
 }
 
-# Stages 1-5 in order, each only inside --stage .. --stop-stage.
+# Stage 6: how WER holds up when the test audio is quieter, louder, noisy, reverberant or
+# telephone-band, with the same model and the input level normalized or not.
+stage_robustness() {
+  local part rmodes
+  in_stages 6 || return 0
+  rmodes=$robust_modes
+  [ "$rmodes" != auto ] || rmodes=$(decode_modes "$exp" ctc_greedy cassnat)
+  echo "stage 6: robustness (gain, noise, reverberation, telephone) of $robust_sets with $rmodes"
+  mkdir -p "$exp"
+  for part in $robust_sets; do
+    casnat bench-robust --exp-dir "$exp" --checkpoint "$exp/avg-dev.pt" \
+      --cuts "$fbank/cuts_$part.jsonl.gz" --modes $rmodes --level-dbfs $robust_levels \
+      --num-threads "$bench_threads" --out "$exp/robust_$part.md" $device_opts $decode_opts \
+      $robust_opts 2>&1 | tee "$exp/robust_$part.log"
+  done
+  mkdir -p "$(dirname "$robust_results")"
+  {
+    echo "# $recipe: $model, robustness ($(date -u +%Y-%m-%d), $hardware)"
+    for part in $robust_sets; do
+      echo
+      echo "## $part: WER % under level, noise, room and channel changes (\`casnat bench-robust\`, stage 6)"
+      echo
+      cat "$exp/robust_$part.md"
+    done
+  } > "$robust_results.tmp" && mv "$robust_results.tmp" "$robust_results"
+  cat "$robust_results"
+}
+
+# Stages 1-6 in order, each only inside --stage .. --stop-stage.
 run_stages() {
   : "${manifests:=data/manifests}" "${fbank:=data/fbank}" "${train_config:=conf/$model.yaml}"
   : "${speed_perturb:=true}" "${features_done=$fbank/.done}" "${device_opts:=}" "${decode_opts:=}"
   : "${hardware:=$(nproc) CPU cores, torch threads $bench_threads}"
+  : "${robust_sets=$bench_sets}" "${robust_results:=${results%.md}_robustness.md}"
+  : "${robust_modes:=auto}" "${robust_levels:=model on}" "${robust_opts:=}"
   stage_features
   stage_train
   stage_average
   resolve_modes
   stage_decode
   stage_results
+  stage_robustness
 }

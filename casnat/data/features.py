@@ -11,6 +11,13 @@ default. :class:`KnfFbank` (``backend="knf"``) is registered with lhotse, so it 
 whose audio cannot be read (missing, empty, corrupt) is skipped with a warning naming the
 file, and counted; the others are written.
 
+Input level: with ``FeatureConfig.level_dbfs`` set, :func:`make_extractor` returns a
+:class:`LevelNormalized` extractor, which brings each waveform's speech level to that target
+(:func:`casnat.data.level.normalize_level`) before the fbank. The level therefore travels
+with the extractor, and every path that makes its extractor from the config (training on the
+fly, :func:`compute_features`, CMVN, decoding, :func:`waveform_features` for the Python API)
+normalizes the same way without having to pass the target along.
+
 Audio at another rate is resampled by lhotse everywhere: :func:`cut_features` (training,
 decoding and transcription compute on-the-fly features through it) and :func:`resample` (for
 samples already in memory) use the same ``Resample`` transform as ``Cut.resample``, so one file
@@ -37,6 +44,7 @@ from lhotse.features.io import FeaturesWriter, NumpyFilesWriter
 
 from casnat.atomic import atomic_write_text
 from casnat.config import FeatureConfig
+from casnat.data.level import normalize_level
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +151,66 @@ def knf_available() -> bool:
     return True
 
 
+class LevelNormalized(FeatureExtractor):
+    """``inner`` (an fbank extractor) applied to each waveform after its speech level is brought
+    to ``level_dbfs`` (:func:`casnat.data.level.normalize_level`).
+
+    Why a wrapper: every caller already gets its extractor from :func:`make_extractor`, so the
+    level step reaches training, stored features, CMVN and decoding without each of them
+    passing a target. It reports the inner extractor's ``name``, ``config`` and frame shift,
+    so stored features and frame-length checks look as they do without it.
+
+    >>> ext = LevelNormalized(make_extractor(FeatureConfig()), -25.0)
+    >>> x = 0.01 * np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> bool(np.allclose(ext.extract(x, 16000), ext.extract(10 * x, 16000), atol=1e-3))
+    True
+    """
+
+    config_type = FbankConfig  # unused (never built from a config); lhotse's base wants one
+
+    def __init__(self, inner: FeatureExtractor, level_dbfs: float):
+        self.inner = inner
+        self.config = inner.config
+        self.level_dbfs = float(level_dbfs)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def frame_shift(self) -> float:
+        return self.inner.frame_shift
+
+    def feature_dim(self, sampling_rate: int) -> int:
+        return self.inner.feature_dim(sampling_rate)
+
+    def extract(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+        x = np.asarray(samples, dtype=np.float32)
+        y = normalize_level(x, sampling_rate, target_dbfs=self.level_dbfs).reshape(x.shape)
+        return self.inner.extract(y, sampling_rate)
+
+    @staticmethod
+    def mix(features_a: np.ndarray, features_b: np.ndarray, energy_scaling_factor_b: float):
+        return Fbank.mix(features_a, features_b, energy_scaling_factor_b)
+
+    @staticmethod
+    def compute_energy(features: np.ndarray) -> float:
+        return Fbank.compute_energy(features)
+
+
 def make_extractor(
     cfg: FeatureConfig = DEFAULT_FEATURES, backend: str = "auto"
 ) -> FeatureExtractor:
     """The fbank extractor for ``cfg``: ``backend`` is ``auto`` (= ``lhotse``, the faster one
-    in tools/bench_fbank.py), ``lhotse`` or ``knf`` (kaldi-native-fbank, must be importable)."""
+    in tools/bench_fbank.py), ``lhotse`` or ``knf`` (kaldi-native-fbank, must be importable).
+    With ``cfg.level_dbfs`` set it is wrapped in :class:`LevelNormalized`."""
+    inner = _fbank_extractor(cfg, backend)
+    if cfg.level_dbfs is None:
+        return inner
+    return LevelNormalized(inner, cfg.level_dbfs)
+
+
+def _fbank_extractor(cfg: FeatureConfig, backend: str) -> FeatureExtractor:
     if backend not in ("auto", "knf", "lhotse"):
         raise ValueError(f"unknown fbank backend '{backend}' (expected auto, knf or lhotse)")
     if backend == "knf":
@@ -234,16 +297,50 @@ def cut_features(
     samples = load_audio_checked(cut)
     if transform is not None:
         samples = transform(samples, cut)
-    # The fbank backends fail with a shape error on audio shorter than one analysis window.
-    frame_length = getattr(getattr(extractor, "config", None), "frame_length",
-                           DEFAULT_FEATURES.frame_length)
-    need = int(round(frame_length * cut.sampling_rate))
+    return _extract_checked(samples, cut.sampling_rate, extractor, audio_source(cut))
+
+
+def _extract_checked(
+    samples: np.ndarray, sampling_rate: int, extractor: FeatureExtractor, source: str
+) -> np.ndarray:
+    """``extractor.extract``, after checking there is at least one analysis window of audio
+    (the fbank backends fail with a shape error, not a message, on less)."""
+    frame_length = getattr(
+        getattr(extractor, "config", None), "frame_length", DEFAULT_FEATURES.frame_length
+    )
+    need = int(round(frame_length * sampling_rate))
     if samples.shape[-1] < need:
         raise ValueError(
-            f"{audio_source(cut)}: audio too short ({samples.shape[-1]} samples at "
-            f"{cut.sampling_rate} Hz; one feature frame needs {need})"
+            f"{source}: audio too short ({samples.shape[-1]} samples at "
+            f"{sampling_rate} Hz; one feature frame needs {need})"
         )
-    return extractor.extract(samples, cut.sampling_rate)
+    return extractor.extract(samples, sampling_rate)
+
+
+def waveform_features(
+    samples: np.ndarray,
+    sampling_rate: int,
+    extractor: FeatureExtractor,
+    features_cfg: FeatureConfig = DEFAULT_FEATURES,
+    source: str = "<samples>",
+) -> np.ndarray:
+    """``(T, F)`` float32 features of a waveform already in memory, as :func:`cut_features`
+    computes them for a file: mono (channels averaged), resampled by lhotse to
+    ``features_cfg.sample_rate``, level-normalized to ``features_cfg.level_dbfs`` when that is
+    set, and checked to hold one feature frame (``ValueError`` naming ``source`` otherwise).
+
+    ``extractor`` normally comes from ``make_extractor(features_cfg)`` and then normalizes the
+    level itself; a plain fbank extractor passed with a config that asks for a level is wrapped
+    here, so the config's level is applied exactly once either way.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    x = resample(x.reshape(-1), sampling_rate, features_cfg.sample_rate)
+    if features_cfg.level_dbfs is not None and not isinstance(extractor, LevelNormalized):
+        extractor = LevelNormalized(extractor, features_cfg.level_dbfs)
+    feats = _extract_checked(x, features_cfg.sample_rate, extractor, source)
+    return np.asarray(feats, dtype=np.float32)
 
 
 def _one_thread() -> None:

@@ -34,6 +34,11 @@ case $sub in
       if [ "$1" = --out ]; then echo "| bench stub |" > "$2"; fi
       shift
     done ;;
+  bench-robust)
+    while [ $# -gt 0 ]; do
+      if [ "$1" = --out ]; then echo "| robust stub |" > "$2"; fi
+      shift
+    done ;;
 esac
 exit 0
 """
@@ -104,6 +109,9 @@ def test_fsdd_stages_issue_the_commands_they_did_before(tmp_path: Path) -> None:
                  f"{fb}/cuts_{p}.jsonl.gz --modes {ALL_MODES} --num-threads 2 --profile "
                  f"--out {exp}/bench_{p}.md" for p in ("test", "test_isolated")]
     expected += [f"casnat report {exp}"]
+    expected += [f"casnat bench-robust --exp-dir {exp} --checkpoint {exp}/avg-dev.pt --cuts "
+                 f"{fb}/cuts_{p}.jsonl.gz --modes ctc_greedy cassnat --level-dbfs model on "
+                 f"--num-threads 2 --out {exp}/robust_{p}.md" for p in ("test", "test_isolated")]
     assert cmds == expected
     assert (recipe.dir / "data" / "fbank" / ".done").is_file()
     assert (recipe.dir / exp / ".train.done").is_file()
@@ -112,6 +120,22 @@ def test_fsdd_stages_issue_the_commands_they_did_before(tmp_path: Path) -> None:
     assert results.startswith("# fsdd: cassnat (")
     assert "| report stub |" in results and results.count("| bench stub |") == 2
     assert "## test_isolated: WER and decoding speed" in results
+    assert not list(recipe.dir.glob("*.tmp"))
+
+
+def test_stage_6_benchmarks_robustness_on_each_test_set_beside_the_results(
+    tmp_path: Path,
+) -> None:
+    recipe = StubbedRecipe(tmp_path, "fsdd", modes="ctc_greedy")
+    cmds = recipe.run("--stage", "6", "--model", "ctc", "/nowhere/fsdd")
+    assert [c.split()[1] for c in cmds] == ["bench-robust", "bench-robust"]
+    assert all("--modes ctc_greedy --level-dbfs model on" in c for c in cmds)  # no cassnat head
+    assert [c.split("--cuts ")[1].split()[0] for c in cmds] == [
+        "data/fbank/cuts_test.jsonl.gz", "data/fbank/cuts_test_isolated.jsonl.gz"]
+    text = (recipe.dir / "RESULTS_ctc_robustness.md").read_text()
+    assert text.startswith("# fsdd: ctc, robustness (") and text.count("| robust stub |") == 2
+    assert "## test_isolated: WER % under level, noise" in text
+    assert not (recipe.dir / "RESULTS_ctc.md").exists()  # stage 5's file is not touched
     assert not list(recipe.dir.glob("*.tmp"))
 
 
