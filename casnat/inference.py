@@ -131,14 +131,14 @@ class Recognizer:
         return self._extractor
 
     def features(self, samples: np.ndarray, sample_rate: int) -> torch.Tensor:
-        """(T, F) log-mel features of a mono waveform, resampled to the model's rate by lhotse
-        (the resampler of training and ``casnat decode``)."""
-        from casnat.data.features import resample
+        """(T, F) log-mel features of a waveform ((S,) or (C, S): channels averaged), resampled
+        to the model's rate by lhotse and level-normalized as the model's config says: the same
+        path as a file's cut in training and ``casnat decode``
+        (:func:`casnat.data.features.waveform_features`)."""
+        from casnat.data.features import waveform_features
 
-        target = self.cfg.features.sample_rate
-        samples = resample(np.asarray(samples, dtype=np.float32), sample_rate, target)
-        feats = self.extractor.extract(samples, target)
-        return torch.from_numpy(np.asarray(feats, dtype=np.float32))
+        feats = waveform_features(samples, sample_rate, self.extractor, self.cfg.features)
+        return torch.from_numpy(feats)
 
     def input_features(self, inp: AudioInput) -> torch.Tensor:
         """Features of one input; raises UserError naming it when it cannot be used

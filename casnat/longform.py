@@ -171,13 +171,24 @@ def audio_blocks(
 SilenceFn = Callable[[np.ndarray, int, int], np.ndarray]
 
 
+def _features(rec, samples: np.ndarray, sr: int) -> torch.Tensor | None:
+    """The recognizer's features of a stretch of the stream, or None when it is shorter than
+    one feature frame (a recording's last few samples): nothing to decode there."""
+    try:
+        return rec.features(samples, sr)
+    except ValueError:
+        if len(samples) < sr // 10:  # only a tail that short may fail; anything else is a bug
+            return None
+        raise
+
+
 def ctc_blank_silence(rec) -> SilenceFn:
     """P(blank) per encoder frame from ``rec``'s encoder + CTC head."""
 
     @torch.no_grad()
     def fn(samples: np.ndarray, sr: int, n_frames: int) -> np.ndarray:
-        feats = rec.features(samples, sr)
-        if feats.shape[0] < rec.model.encoder.min_input_frames:
+        feats = _features(rec, samples, sr)
+        if feats is None or feats.shape[0] < rec.model.encoder.min_input_frames:
             return np.ones(n_frames, dtype=np.float32)
         lens = torch.tensor([feats.shape[0]], device=rec.device)
         enc = rec.model.encode(feats[None].to(rec.device), lens)
@@ -397,8 +408,8 @@ def _decode_batch(rec, segs: list[Segment], opts: DecodeOptions) -> list[list[Ti
     for i, s in enumerate(segs):
         if s.silent:
             continue
-        f = rec.features(s.samples, s.sample_rate)
-        if f.shape[0] >= rec.model.encoder.min_input_frames:
+        f = _features(rec, s.samples, s.sample_rate)
+        if f is not None and f.shape[0] >= rec.model.encoder.min_input_frames:
             feats[i] = f
     order = sorted(feats, key=lambda i: feats[i].shape[0], reverse=True)
     if not order:
