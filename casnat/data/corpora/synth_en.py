@@ -23,8 +23,8 @@ import random
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,11 @@ log = logging.getLogger(__name__)
 # utterances): espeak en-us+m1 / en-gb+f3 ~10-15, flite kal16 ~17, flite awb / slt ~4.5.
 # festival (~1.2-1.5 utt/s) only in test, where it costs little.
 TRAIN_VOICES = (
-    "espeak:en-us+m1", "espeak:en-gb+f3", "flite:kal16", "flite:awb", "flite:slt",
+    "espeak:en-us+m1",
+    "espeak:en-gb+f3",
+    "flite:kal16",
+    "flite:awb",
+    "flite:slt",
 )
 TEST_ONLY_VOICES = ("espeak:en-gb-scotland+f4", "flite:rms", "festival:ked_diphone")
 ENGINE_BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
@@ -73,8 +77,9 @@ def synthesize(voice: str, text: str, out_path: str | Path, rate_wpm: int = 170)
     with tempfile.TemporaryDirectory() as tmp:
         text_file, raw = Path(tmp) / "in.txt", Path(tmp) / "out.wav"
         text_file.write_text(text + "\n")
-        proc = subprocess.run(_command(voice, text_file, raw, rate_wpm), capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run(
+            _command(voice, text_file, raw, rate_wpm), capture_output=True, text=True, timeout=120
+        )
         if proc.returncode != 0 or not raw.is_file() or raw.stat().st_size <= 44:
             raise RuntimeError(f"TTS voice {voice} failed on '{text[:40]}': {proc.stderr[-200:]}")
         audio, sr = sf.read(raw, dtype="float32", always_2d=True)
@@ -123,12 +128,20 @@ def check_engines(voices: tuple[str, ...] | list[str]) -> None:
         if binary is None:
             raise ValueError(f"unknown TTS engine '{engine}' in voice '{voice}'")
         if shutil.which(binary) is None:
-            raise FileNotFoundError(f"TTS engine {binary} not installed (voice {voice}); "
-                                    "run egs/synth_en/local/install_tts.sh")
+            raise FileNotFoundError(
+                f"TTS engine {binary} not installed (voice {voice}); "
+                "run egs/synth_en/local/install_tts.sh"
+            )
 
 
-def _voice_for(split: str, i: int, j: int, train_voices: Sequence[str],
-               unseen: Sequence[str], per_sentence: int) -> str:
+def _voice_for(
+    split: str,
+    i: int,
+    j: int,
+    train_voices: Sequence[str],
+    unseen: Sequence[str],
+    per_sentence: int,
+) -> str:
     """Voice of copy ``j`` of sentence ``i``: train rotates ``per_sentence`` distinct voices per
     sentence; test gives every other sentence a held-out voice, the rest a train voice."""
     if split == "train":
@@ -166,12 +179,20 @@ def prepare_synth_en(
     """
     text_path, out_dir = Path(text_path), Path(out_dir)
     if not 1 <= voices_per_sentence <= len(train_voices):
-        raise ValueError(f"voices_per_sentence must be in 1..{len(train_voices)} "
-                         f"(the number of train voices), got {voices_per_sentence}")
+        raise ValueError(
+            f"voices_per_sentence must be in 1..{len(train_voices)} "
+            f"(the number of train voices), got {voices_per_sentence}"
+        )
     sentences = _read_sentences(text_path, seed)
     check_engines(list(train_voices) + list(test_only_voices))
-    cfg = SelectionConfig(vocab_size=vocab_size, max_words=max_words, num_train=num_train,
-                          num_dev=num_dev, num_test=num_test, seed=seed)
+    cfg = SelectionConfig(
+        vocab_size=vocab_size,
+        max_words=max_words,
+        num_train=num_train,
+        num_dev=num_dev,
+        num_test=num_test,
+        seed=seed,
+    )
     try:
         chosen_text = select_sentences(sentences, cfg)
     except UserError as e:
@@ -192,20 +213,32 @@ def prepare_synth_en(
                 out = wav_dir / f"synth_{split}_{i:05d}_{vid}.wav"
                 plan[split].append((voice, text, str(out), rng.randint(150, 190)))
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "selection.json", {
-        "vocab_size": vocab_size, "max_words": max_words, "seed": seed,
-        "voices_per_sentence": voices_per_sentence, "train_voices": list(train_voices),
-        "test_only_voices": list(test_only_voices),
-        "sentences": {s: len(getattr(chosen_text, s)) for s in ("train", "dev", "test")},
-        "survivors_in_source": chosen_text.survivors,
-        "held_out_train_sentences_in": chosen_text.topped_up,
-        "vocab": sorted(chosen_text.vocab) if chosen_text.vocab is not None else None,
-    })
-    log.info("synth_en: sentences train/dev/test %d/%d/%d (vocab %s, max %s words; "
-             "dev/test topped up from held-out train: %d/%d)", len(chosen_text.train),
-             len(chosen_text.dev), len(chosen_text.test), vocab_size or "open",
-             max_words or "any", len(chosen_text.topped_up["dev"]),
-             len(chosen_text.topped_up["test"]))
+    atomic_write_json(
+        out_dir / "selection.json",
+        {
+            "vocab_size": vocab_size,
+            "max_words": max_words,
+            "seed": seed,
+            "voices_per_sentence": voices_per_sentence,
+            "train_voices": list(train_voices),
+            "test_only_voices": list(test_only_voices),
+            "sentences": {s: len(getattr(chosen_text, s)) for s in ("train", "dev", "test")},
+            "survivors_in_source": chosen_text.survivors,
+            "held_out_train_sentences_in": chosen_text.topped_up,
+            "vocab": sorted(chosen_text.vocab) if chosen_text.vocab is not None else None,
+        },
+    )
+    log.info(
+        "synth_en: sentences train/dev/test %d/%d/%d (vocab %s, max %s words; "
+        "dev/test topped up from held-out train: %d/%d)",
+        len(chosen_text.train),
+        len(chosen_text.dev),
+        len(chosen_text.test),
+        vocab_size or "open",
+        max_words or "any",
+        len(chosen_text.topped_up["dev"]),
+        len(chosen_text.topped_up["test"]),
+    )
     jobs = [j for split in plan for j in plan[split]]
     if num_jobs > 1:
         with ProcessPoolExecutor(num_jobs) as pool:
@@ -223,15 +256,23 @@ def prepare_synth_en(
                 continue
             cut_id = Path(out).stem
             rec = Recording.from_file(out, recording_id=cut_id)
-            sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0,
-                                     duration=rec.duration, channel=0, text=text,
-                                     speaker=voice, language="English")
+            sup = SupervisionSegment(
+                id=cut_id,
+                recording_id=cut_id,
+                start=0.0,
+                duration=rec.duration,
+                channel=0,
+                text=text,
+                speaker=voice,
+                language="English",
+            )
             cut = rec.to_cut()
             cut.supervisions = [sup]
             cut.custom = {"unseen_voice": voice not in train_voices}
             cuts.append(cut)
         paths[split] = out_dir / f"cuts_{split}.jsonl.gz"
         CutSet.from_cuts(cuts).to_file(paths[split])
-        log.info("synth_en: %s: %d cuts, %.1f min", split, len(cuts),
-                 sum(c.duration for c in cuts) / 60)
+        log.info(
+            "synth_en: %s: %d cuts, %.1f min", split, len(cuts), sum(c.duration for c in cuts) / 60
+        )
     return paths

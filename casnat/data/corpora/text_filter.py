@@ -47,7 +47,9 @@ class SelectionConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_words", "num_train", "num_dev", "num_test"):
             if getattr(self, name) < 0:
-                raise UserError(f"sentence selection: {name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(
+                    f"sentence selection: {name} must be >= 0, got {getattr(self, name)}"
+                )
 
 
 @dataclass
