@@ -124,7 +124,8 @@ def select_sentences(sources: dict[str, Sequence[str]], cfg: SelectionConfig) ->
                 f"sentence selection: only {len(train_pool)} train sentences survive "
                 f"vocab_size={cfg.vocab_size} max_words={cfg.max_words}, too few for "
                 f"{cfg.num_dev} dev + {cfg.num_test} test (source dev/test keep "
-                f"{survivors['dev']}/{survivors['test']}); raise --vocab-size or --max-words"
+                f"{survivors['dev']}/{survivors['test']}); raise --vocab-size or --max-words, "
+                "or lower --num-dev / --num-test"
             )
         held_out, rest = train_pool[:reserve], train_pool[reserve:]
         train = rest[: cfg.num_train] if cfg.num_train else rest
