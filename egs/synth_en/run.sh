@@ -31,8 +31,9 @@ nj=2
 # Sentence counts at --vocab-size N (shared text, 16,247/300/300 sentences) surviving in
 # train/dev/test: N=500 1084/19/19, 1000 2299/44/55, 2000 4277/67/86, 5000 8582/123/143.
 # N=1000, <= 12 words: 2014 train survive -> 1780 train sentences (the rest held out for the
-# dev/test top-up) x 2 voices = 3560 utterances (~2.5 s each): ~26 epochs in the ~2,400 steps
-# that 20 min of training allows, and ~10 min of synthesis with --nj 1.
+# dev/test top-up) x 2 voices = 3560 utterances, 2.0 h (2.0 s each; x3 speed perturbation in
+# stage 1): ~11 passes (~33 of the unperturbed audio) in the ~2,400 steps of <= 100 s that 20 min
+# of training allows. Stage 0 took 20 min with --nj 1 on the shared 2-core machine (3.3 utt/s).
 vocab_size=1000        # 0: open vocabulary
 max_words=12           # 0: any length (shared text: 3-20 words, 10.1 on average; <= 12 keeps 70%)
 num_train=0            # 0: every sentence that survives the filter
