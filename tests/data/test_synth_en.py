@@ -105,6 +105,11 @@ def test_shared_text_default_selection() -> None:
     s = select_sentences(src, SelectionConfig(vocab_size=1000, max_words=12))
     assert (len(s.train), len(s.dev), len(s.test)) == (1780, 100, 200)
     assert words(s.dev) | words(s.test) <= words(s.train)
+    # a tiny capped corpus (bench-train, recipe smoke tests) still finds dev / test sentences
+    tiny = select_sentences(
+        src, SelectionConfig(vocab_size=1000, max_words=12, num_train=2, num_dev=1, num_test=2)
+    )
+    assert (len(tiny.train), len(tiny.dev), len(tiny.test)) == (2, 1, 2)
 
 
 @needs_espeak

@@ -163,7 +163,7 @@ def prepare_synth_en(
     seed: int = 0,
     vocab_size: int = 1000,
     max_words: int = 12,
-    voices_per_sentence: int = 2,
+    voices_per_sentence: int = 1,
 ) -> dict[str, Path]:
     """Synthesise the corpus and write ``out_dir/cuts_{train,dev,test}.jsonl.gz``.
 
@@ -172,7 +172,8 @@ def prepare_synth_en(
     most frequent train words (0: open vocabulary), at most ``max_words`` words (0: any),
     ``num_train`` train sentences (0: all that survive). Each train sentence is spoken by
     ``voices_per_sentence`` distinct train voices (a closed vocabulary leaves few sentences;
-    several voices per sentence give the acoustic model speaker variety at no text cost).
+    several voices per sentence give the acoustic model speaker variety at no text cost; the
+    recipe uses 2, the default 1 keeps ``num_train`` = utterances for callers like bench-train).
     Voices rotate over utterances, with a random espeak speaking rate (150-190 wpm). Writes
     ``out_dir/selection.json`` (vocabulary, sizes, held-out train sentences in dev/test).
     Utterances an engine fails on are skipped with a warning. Returns split -> manifest path.

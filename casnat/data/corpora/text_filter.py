@@ -4,7 +4,8 @@ Why: random sentences from an open vocabulary (14k word types in the shared text
 small model cannot learn in a 20-minute budget, so every decoding mode scores badly and the
 comparison between modes says nothing. Like WSJ's 5k closed task, the closed default keeps only
 sentences made of the ``vocab_size`` most frequent words of the *train* text; test sentences are
-new, their words are not: every dev / test word occurs in the chosen training sentences.
+new, their words are not: every dev / test word occurs in the chosen training sentences (with
+``num_train`` capping them, in the filtered train text not held out).
 
 Dev / test come from the source's own dev / test sentences, filtered the same way. Few of those
 survive a small vocabulary (N=1000: 43 of 300 dev), so the shortfall is topped up from *held-out*
@@ -129,7 +130,10 @@ def select_sentences(sources: dict[str, Sequence[str]], cfg: SelectionConfig) ->
             )
         held_out, rest = train_pool[:reserve], train_pool[reserve:]
         train = rest[: cfg.num_train] if cfg.num_train else rest
-        seen = {w for s in train for w in s.split()} if vocab is not None else None
+        # Words dev / test may use: those of the training sentences; with a num_train cap, those
+        # of every non-held-out survivor (a few capped sentences cover too few words to test).
+        seen = {w for s in (rest if cfg.num_train else train) for w in s.split()}
+        seen = seen if vocab is not None else None
         ok = {k: [s for s in v if keep_sentence(s, seen, 0)] for k, v in pools.items()}
         extra = [s for s in held_out if keep_sentence(s, seen, 0)]
         short = sum(max(0, wanted[s] - len(ok[s])) for s in wanted) - len(extra)
