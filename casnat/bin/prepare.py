@@ -25,9 +25,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "text", type=Path, help="dir with sentences_{train,dev,test}.txt, or one text file"
     )
     s.add_argument("out_dir", type=Path)
-    s.add_argument("--num-train", type=int, default=1500)
+    s.add_argument(
+        "--num-train", type=int, default=0, help="train sentences (0: all that survive the filter)"
+    )
     s.add_argument("--num-dev", type=int, default=100)
     s.add_argument("--num-test", type=int, default=200)
+    s.add_argument(
+        "--vocab-size",
+        type=int,
+        default=1000,
+        help="closed vocabulary: keep sentences of the N most frequent train words (0: open)",
+    )
+    s.add_argument(
+        "--max-words", type=int, default=12, help="longest sentence kept, in words (0: any)"
+    )
+    s.add_argument(
+        "--voices-per-sentence",
+        type=int,
+        default=2,
+        help="distinct train voices speaking each train sentence",
+    )
     s.add_argument("--num-jobs", type=int, default=2)
     s.add_argument("--seed", type=int, default=0)
     k = ps.add_parser("kaldi", help="a Kaldi data dir (wav.scp, text, [segments], [utt2spk])")
@@ -64,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
             num_test=args.num_test,
             num_jobs=args.num_jobs,
             seed=args.seed,
+            vocab_size=args.vocab_size,
+            max_words=args.max_words,
+            voices_per_sentence=args.voices_per_sentence,
         )
     elif args.corpus == "kaldi":
         from casnat.data.kaldi_dir import write_kaldi_dir_cuts

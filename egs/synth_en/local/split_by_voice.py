@@ -15,12 +15,20 @@ from pathlib import Path
 from lhotse import CutSet
 
 
+def _unseen(cut) -> bool:  # a named function, not a lambda: lhotse warns lambdas block forking
+    return bool((cut.custom or {}).get("unseen_voice"))
+
+
+def _seen(cut) -> bool:
+    return not _unseen(cut)
+
+
 def main(path: str) -> None:
     src = Path(path)
     cuts = CutSet.from_file(src)
     stem = src.name.removesuffix(".jsonl.gz")
-    unseen = cuts.filter(lambda c: bool((c.custom or {}).get("unseen_voice")))
-    seen = cuts.filter(lambda c: not (c.custom or {}).get("unseen_voice"))
+    unseen = cuts.filter(_unseen)
+    seen = cuts.filter(_seen)
     for name, part in (("seen", seen), ("unseen", unseen)):
         out = src.with_name(f"{stem}_{name}.jsonl.gz")
         part.to_eager().to_file(out)
