@@ -218,6 +218,12 @@ class TrainConfig:
     checkpoint_every_steps: int = 500
     keep_last: int = 10  # epoch checkpoints kept for averaging
     num_threads: int | None = None  # torch intra-op threads on CPU; None = torch default
+    # Optimizer steps whose loss or gradient norm is NaN/Inf are skipped (no update) and counted;
+    # this many in a row stop training with an error, because a run that only produces NaN
+    # would otherwise burn its whole budget and save useless checkpoints. 0 = never stop.
+    # With fp16 (GradScaler) an overflowing gradient is the scaler's business (it lowers its
+    # scale and skips the step itself); only a non-finite loss counts there.
+    max_nonfinite_steps: int = 20
 
 
 @dataclass(frozen=True)
@@ -281,4 +287,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write ``cfg`` as YAML atomically: a run killed while writing leaves the old file whole."""
+    from casnat.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -9,7 +9,9 @@ reads ``tokenizer/`` too, but not ``cmvn.pt``: the trainer copies the statistics
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +80,12 @@ def prepare_experiment(cfg: ExperimentConfig, exp_dir: Path, info: DistInfo) -> 
             log.info(
                 f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size})"
             )
-            Tokenizer.train(_texts(train_cuts), cfg.tokenizer, tok_dir)
+            # Trained into a temporary directory, then renamed: a run killed meanwhile must not
+            # leave a half-written tokenizer/ that its --resume would then take as finished.
+            tmp_dir = exp_dir / ".tokenizer.tmp"
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            Tokenizer.train(_texts(train_cuts), cfg.tokenizer, tmp_dir)
+            os.replace(tmp_dir, tok_dir)
         if not cmvn_path.exists():
             log.info("computing global CMVN on the training features")
             mean, std = compute_global_cmvn(train_cuts, feature_cfg=cfg.features)
