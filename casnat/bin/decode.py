@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--cuts and --out-dir are required (unless --list-modes)")
     if not args.cuts.is_file():
         raise UserError(f"cuts manifest not found: {args.cuts}")
+    from casnat.data.validate import check_cuts_manifest
+
+    check_cuts_manifest(args.cuts)  # a malformed line: one line naming it, before any decoding
     rec = load_recognizer(args)
     opts = search_options(args)
     loader = make_eval_loader(
