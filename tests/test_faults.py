@@ -116,3 +116,50 @@ def test_decode_names_bad_cuts_in_errors_txt_and_scores_the_rest(model, tmp_path
         assert len(lines) == 1 and name in lines[0] and why in lines[0], head
         assert sum(f"casnat decode: {cut.id}:" in ln for ln in err.splitlines()) == 1
     assert json.loads((out / "summary.json").read_text())["failed"] == 3
+
+
+def test_disk_full_writing_the_output_is_one_line_and_keeps_the_old_file(model, tmp_path):
+    """``--output`` on a full disk (RLIMIT_FSIZE; SIGXFSZ ignored so the write fails with EFBIG):
+    one line naming the file, exit status 2, the previous output intact, no temp file left."""
+    import os
+    import subprocess
+
+    exp, ckpt = model
+    out = tmp_path / "out.txt"
+    out.write_text("old\n")
+    runner = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (6, 6))\n"
+        "from casnat.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    wav = FSDD_RECORDINGS / "3_jackson_0.wav"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            runner,
+            "transcribe",
+            "--exp-dir",
+            str(exp),
+            "--checkpoint",
+            str(ckpt),
+            "--output",
+            str(out),
+            str(wav),
+            str(wav),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("casnat transcribe: error: cannot write") and str(out) in last
+    assert "the previous out.txt is unchanged" in last
+    assert out.read_text() == "old\n"
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert proc.stdout.count("3_jackson_0 ") == 2  # the results still reached stdout

@@ -248,3 +248,25 @@ def test_sigkill_then_resume_ends_with_the_undisturbed_weights(
     assert not list(exp.glob(".*.tmp"))
     _assert_same(_weights(latest_checkpoint(exp)), _weights(latest_checkpoint(full_run)))
     assert latest_checkpoint(exp).name == "ckpt-6.pt"
+
+
+def test_a_tokenizer_interrupted_while_training_is_trained_again(tiny_fsdd, tmp_path, monkeypatch):
+    """The tokenizer is trained into a temporary directory and renamed: a run killed half-way
+    leaves no ``tokenizer/`` that the next run would load as finished."""
+    from casnat.data.tokenizer import Tokenizer
+
+    orig = Tokenizer.train.__func__
+
+    def dies_half_way(cls, texts, cfg, out_dir):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "units.txt").write_text("a 0\n")  # partial output
+        raise KeyboardInterrupt
+
+    exp = tmp_path / "exp"
+    monkeypatch.setattr(Tokenizer, "train", classmethod(dies_half_way))
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_fsdd, max_steps=1), exp, device="cpu")
+    assert not (exp / "tokenizer").exists()
+    monkeypatch.setattr(Tokenizer, "train", classmethod(orig))
+    train(_cfg(tiny_fsdd, max_steps=1), exp, resume=True, device="cpu")
+    assert Tokenizer.load(exp / "tokenizer").vocab_size > 3
