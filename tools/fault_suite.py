@@ -481,6 +481,203 @@ def run_decode(cases: list[Case], exp: Path, ckpt: Path | None, work: Path) -> d
     }
 
 
+# ---------------------------------------------------------------------------------- training
+_TRAIN_RUNNER = """
+import os, resource, signal, sys
+limit = int(os.environ.get("FAULT_FSIZE", "0"))
+if limit:  # a full disk: writes past `limit` bytes fail with EFBIG (SIGXFSZ would kill us)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+kill_at = int(os.environ.get("FAULT_KILL_IN_SAVE", "0"))
+if kill_at:  # SIGKILL ourselves half-way through writing checkpoint number `kill_at`
+    import io, torch
+    import casnat.atomic as atomic, casnat.train.trainer as trainer
+    n = [0]
+    def half(obj, f):
+        buf = io.BytesIO(); torch.save(obj, buf); b = buf.getvalue()
+        f.write(b[: len(b) // 2]); f.flush(); os.fsync(f.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    def save(obj, path):
+        n[0] += 1
+        if n[0] == kill_at:
+            atomic.atomic_write_with(path, lambda f: half(obj, f))
+        atomic.atomic_write_with(path, lambda f: torch.save(obj, f))
+    trainer.atomic_torch_save = save
+from casnat.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _train_proc(cfg: Path, exp: Path, resume: bool, **env: str) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "-c",
+        _TRAIN_RUNNER,
+        "train",
+        "--config",
+        str(cfg),
+        "--exp-dir",
+        str(exp),
+        "--device",
+        "cpu",
+    ] + (["--resume"] if resume else [])
+    return subprocess.Popen(
+        args,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    import torch
+
+    from casnat.checkpoint import load_checkpoint
+
+    x, y = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    return x.keys() == y.keys() and all(
+        torch.allclose(x[k].double(), y[k].double(), rtol=1e-4, atol=1e-5) for k in x
+    )
+
+
+def run_training_faults(work: Path, trials: int, seed: int = 0) -> list[tuple[str, str, bool]]:
+    """Training faults on a tiny FSDD config: rows ``(fault, outcome, ok)``.
+
+    SIGKILL trials alternate a kill half-way through a checkpoint write with a kill at a random
+    moment after the first checkpoint; each is resumed (``--resume``) to the end and its final
+    weights compared with an undisturbed run (0 workers, so resumes are exact)."""
+    import random
+    from dataclasses import replace
+
+    import torch
+
+    from casnat.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+    from casnat.config import save_config
+    from casnat.testing import make_tiny_fsdd, tiny_config
+    from casnat.train.trainer import train
+
+    rng = random.Random(seed)
+    fbank = make_tiny_fsdd(work / "data", num_train=12, num_dev=3, num_test=3)
+    cfg = tiny_config(fbank, max_epochs=3, max_steps=6, checkpoint_every_steps=1)
+    cfg_path = work / "cfg.yaml"
+    save_config(cfg, cfg_path)
+    full = work / "full"
+    train(cfg, full, device="cpu")
+    ref = latest_checkpoint(full)
+    rows = []
+    ok_kill = {"write": [0, 0], "random": [0, 0]}
+    for i in range(trials):
+        exp = work / f"kill{i}"
+        how = "write" if i % 2 == 0 else "random"
+        if how == "write":
+            proc = _train_proc(cfg_path, exp, False, FAULT_KILL_IN_SAVE=str(rng.randint(2, 6)))
+            proc.communicate()
+        else:
+            proc = _train_proc(cfg_path, exp, False)
+            t_end = time.monotonic() + 300
+            while latest_checkpoint(exp) is None and proc.poll() is None:
+                if time.monotonic() > t_end:
+                    break
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 1.0))
+            proc.kill()
+            proc.communicate()
+        whole = True
+        for ck in exp.glob("ckpt-*.pt"):
+            try:
+                load_checkpoint(ck)
+            except CheckpointError:
+                whole = False
+        proc = _train_proc(cfg_path, exp, True)
+        proc.communicate()
+        good = (
+            whole
+            and proc.returncode == 0
+            and latest_checkpoint(exp) is not None
+            and _same_weights(latest_checkpoint(exp), ref)
+        )
+        ok_kill[how][0] += good
+        ok_kill[how][1] += 1
+    for how, (good, n) in ok_kill.items():
+        if n:
+            rows.append(
+                (
+                    f"sigkill_{'during_checkpoint_write' if how == 'write' else 'random'}",
+                    f"{good}/{n} resumed to the undisturbed weights, no partial "
+                    "checkpoint loadable",
+                    good == n,
+                )
+            )
+
+    # A truncated newest checkpoint: resume falls back to the previous one, with a warning.
+    exp = work / "corrupt"
+    train(replace(cfg, train=replace(cfg.train, max_steps=4)), exp, device="cpu")
+    newest = latest_checkpoint(exp)
+    newest.write_bytes(newest.read_bytes()[:1000])
+    train(cfg, exp, resume=True, device="cpu")
+    log = (exp / "train.log").read_text()
+    ok = (
+        newest.name in log
+        and "ckpt-3.pt at epoch" in log
+        and _same_weights(latest_checkpoint(exp), ref)
+    )
+    rows.append(
+        (
+            "truncated_checkpoint",
+            "warning names it; resumed from the previous one; same final weights"
+            if ok
+            else "NOT as expected",
+            ok,
+        )
+    )
+
+    # A malicious pickle as the newest checkpoint: refused, its code never runs.
+    marker = work / "PWNED"
+    evil = exp / "ckpt-99.pt"
+    torch.save({"model": {}, "x": _Evil(str(marker))}, evil)
+    try:
+        load_checkpoint(evil)
+        refused = ""
+    except CheckpointError as e:
+        refused = str(e)
+    ok = bool(refused) and "\n" not in refused and not marker.exists()
+    rows.append(("malicious_pickle", f"refused in one line, code not run: {refused[:60]}...", ok))
+    evil.unlink()
+
+    # A full disk while checkpointing: one line, previous checkpoint intact.
+    exp = work / "diskfull"
+    train(replace(cfg, train=replace(cfg.train, max_steps=2)), exp, device="cpu")
+    before = (exp / "ckpt-2.pt").read_bytes()
+    proc = _train_proc(cfg_path, exp, True, FAULT_FSIZE=str(len(before) // 2))
+    _, err = proc.communicate()
+    last = (err.strip().splitlines() or [""])[-1]
+    ok = (
+        proc.returncode == 2
+        and "Traceback" not in err
+        and "cannot write" in last
+        and (exp / "ckpt-2.pt").read_bytes() == before
+    )
+    rows.append(("disk_full_checkpoint", last[:90], ok))
+    return rows
+
+
+class _Evil:
+    """Unpickling this would run a shell command creating ``marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def training_table(rows: list[tuple[str, str, bool]]) -> tuple[str, bool]:
+    lines = ["| training fault | outcome | ok |", "|---|---|---|"]
+    lines += [f"| {f} | {o.replace('|', '/')} | {'yes' if ok else 'NO'} |" for f, o, ok in rows]
+    return "\n".join(lines), all(ok for _, _, ok in rows)
+
+
 # ------------------------------------------------------------------------------------ table
 def outcome(c: Case) -> str:
     if c.batch is not None and not c.reports:
@@ -614,11 +811,21 @@ def main() -> int:
     p.add_argument("--checkpoint", type=Path, default=None)
     p.add_argument("--num-files", type=int, default=1000)
     p.add_argument("--work-dir", type=Path, default=None, help="default: a temporary directory")
+    p.add_argument(
+        "--train-trials",
+        type=int,
+        default=10,
+        help="SIGKILL-and-resume trials of the training faults (0: no training rows)",
+    )
     a = p.parse_args()
     work = a.work_dir or Path(tempfile.mkdtemp(prefix="casnat-faults-"))
     t0 = time.monotonic()
     text, ok, _ = run_suite(a.num_files, work, a.exp_dir, a.checkpoint)
     print(text)
+    if a.train_trials:
+        ttext, tok = training_table(run_training_faults(work / "training", a.train_trials))
+        print("\n" + ttext)
+        ok &= tok
     print(
         f"\n{'ALL CHECKS PASSED' if ok else 'SOME CHECKS FAILED'} "
         f"({time.monotonic() - t0:.0f} s, work dir {work})"
