@@ -269,7 +269,9 @@ def _train(
         resumed_mid_epoch = False
         ddp_model.train()
         accum = 0
-        loss_finite = True  # every micro-batch of the current optimizer step had a finite loss
+        # Every micro-batch of the current optimizer step had a finite loss: a tensor on the
+        # device, read once per step with the gradient norm (one host sync, as before).
+        loss_finite: torch.Tensor | bool = True
         frames_window = 0
         t_window = time.monotonic()
         for batch in train_loader:
@@ -292,14 +294,14 @@ def _train(
                         batch.token_lens.to(dev),
                     )
                 scaler.scale(losses.total / tc.accum_grad).backward()
-            loss_finite = loss_finite and bool(torch.isfinite(losses.total.detach()))
+            loss_finite = torch.isfinite(losses.total.detach()) & loss_finite
             frames_window += int(batch.feat_lens.sum())
             if not sync:
                 continue
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             bad = _nonfinite_step(loss_finite, grad_norm, scaler.is_enabled(), info)
-            if not bad and torch.isfinite(grad_norm):
+            if not bad:  # with a grad scaler, its step skips an overflowing gradient itself
                 scaler.step(optimizer)
             scaler.update()
             loss_finite = True
@@ -417,7 +419,7 @@ def _remove_stale_temp_files(exp_dir: Path, logger: TrainLogger) -> None:
 
 
 def _nonfinite_step(
-    loss_finite: bool, grad_norm: torch.Tensor, grad_scaler: bool, info: DistInfo
+    loss_finite: torch.Tensor | bool, grad_norm: torch.Tensor, grad_scaler: bool, info: DistInfo
 ) -> bool:
     """Whether this optimizer step counts as non-finite (and its update is skipped).
 
@@ -425,10 +427,12 @@ def _nonfinite_step(
     with one (fp16) it is the scaler's normal overflow signal (it skips the step and lowers its
     scale) and is not counted. The gradient norm is the same on every DDP rank (gradients are
     all-reduced), but a loss is per rank: the flag is all-reduced so all ranks skip together."""
-    bad = not loss_finite or (not grad_scaler and not bool(torch.isfinite(grad_norm)))
+    ok = torch.as_tensor(loss_finite, device=grad_norm.device)
+    if not grad_scaler:
+        ok = ok & torch.isfinite(grad_norm)
     if info.world_size > 1:
-        bad = bool(all_reduce_sum(torch.tensor([float(bad)]))[0] > 0)
-    return bad
+        return bool(all_reduce_sum((~ok).float().reshape(1))[0] > 0)
+    return not bool(ok)
 
 
 def _check_ranks_agree(model: torch.nn.Module, info: DistInfo, logger: TrainLogger) -> None:
