@@ -70,13 +70,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--cuts and --out-dir are required (unless --list-modes)")
     if not args.cuts.is_file():
         raise UserError(f"cuts manifest not found: {args.cuts}")
-    from casnat.data.validate import check_cuts_manifest
+    from casnat.data.validate import read_cuts_checked
 
-    check_cuts_manifest(args.cuts)  # a malformed line: one line naming it, before any decoding
+    cuts = read_cuts_checked(args.cuts)  # a malformed line: one line naming it, before decoding
     rec = load_recognizer(args)
     opts = search_options(args)
     loader = make_eval_loader(
-        args.cuts,
+        cuts,
         rec.tokenizer,
         args.max_duration,
         feature_cfg=rec.cfg.features,
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     run_ = decode_loader(
         rec.model, rec.tokenizer, loader, opts, rec.device, frame_shift=rec.cfg.features.frame_shift
     )
-    failed = _failed_cuts(args.cuts, loader.dataset, set(run_.hyps))
+    failed = _failed_cuts(cuts, loader.dataset, set(run_.hyps))
     report = score_wer(run_.refs, run_.hyps)
     write_report(report, args.out_dir)
     if failed:
@@ -128,7 +128,7 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _failed_cuts(cuts_path: Path, dataset, decoded: set[str]) -> list[tuple[str, str]]:
+def _failed_cuts(cuts, dataset, decoded: set[str]) -> list[tuple[str, str]]:
     """``(cut id, reason)`` of every cut of the manifest without a hypothesis, in manifest order.
 
     The dataset drops a bad cut from its batch with a warning; the batch keeps only a count.
@@ -137,7 +137,7 @@ def _failed_cuts(cuts_path: Path, dataset, decoded: set[str]) -> list[tuple[str,
     same code path."""
     from lhotse import CutSet
 
-    missing = [c for c in CutSet.from_file(cuts_path) if c.id not in decoded]
+    missing = [c for c in cuts if c.id not in decoded]
     out = []
     ds_log = logging.getLogger("casnat.data.dataset")
     for cut in missing:

@@ -17,6 +17,8 @@ import gzip
 import json
 from pathlib import Path
 
+from lhotse import CutSet
+
 from casnat.errors import UserError
 
 
@@ -25,11 +27,20 @@ class ManifestError(UserError, ValueError):
 
 
 def check_cuts_manifest(path: str | Path) -> int:
-    """Raise :class:`ManifestError` at the first bad line of ``path`` (``.jsonl`` or
-    ``.jsonl.gz``); returns the number of cuts. Checks: valid JSON, a lhotse cut, lhotse's own
-    consistency checks (``lhotse.qa.validate`` without reading data: supervisions on the cut's
-    recording, positive duration, a recording or features), supervisions inside their cut
-    (within :data:`SUPERVISION_TOLERANCE`), unique cut ids."""
+    """Raise :class:`ManifestError` at the first bad line of ``path``; returns the number of
+    cuts (see :func:`read_cuts_checked`)."""
+    return len(read_cuts_checked(path))
+
+
+def read_cuts_checked(path: str | Path) -> CutSet:
+    """The cuts of ``path`` (``.jsonl`` or ``.jsonl.gz``), read eagerly as ``CutSet.from_file``
+    does, raising :class:`ManifestError` at the first bad line. Each line is parsed once, so the
+    check costs only lhotse's per-cut validation on top of reading the manifest.
+
+    Checks: valid JSON, a lhotse cut, lhotse's own consistency checks (``lhotse.qa.validate``
+    without reading data: supervisions on the cut's recording, positive duration, a recording or
+    features), supervisions inside their cut (within :data:`SUPERVISION_TOLERANCE`), unique cut
+    ids."""
     from lhotse.qa import validate
     from lhotse.serialization import deserialize_item
 
@@ -38,7 +49,7 @@ def check_cuts_manifest(path: str | Path) -> int:
         raise ManifestError(f"cuts manifest not found: {path}")
     opener = gzip.open if path.suffix == ".gz" else open
     seen: dict[str, int] = {}
-    n = 0
+    cuts = []
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
@@ -78,10 +89,10 @@ def check_cuts_manifest(path: str | Path) -> int:
                         f"{where}: duplicate cut id {cut.id} (first on line {seen[cut.id]})"
                     )
                 seen[cut.id] = lineno
-                n += 1
+                cuts.append(cut)
     except (OSError, EOFError, UnicodeDecodeError) as e:  # a truncated .gz, binary junk
         raise ManifestError(f"{path}: cannot read ({e})") from None
-    return n
+    return CutSet.from_cuts(cuts)
 
 
 #: How far (seconds) a supervision may run past its cut's end before it counts as misplaced.

@@ -26,7 +26,7 @@ from casnat.config import ExperimentConfig
 from casnat.data.cmvn import compute_global_cmvn
 from casnat.data.loader import make_eval_loader, make_train_loader
 from casnat.data.tokenizer import Tokenizer
-from casnat.data.validate import ManifestError, check_cuts_manifest
+from casnat.data.validate import ManifestError, read_cuts_checked
 from casnat.errors import UserError
 from casnat.train.distributed import DistInfo
 
@@ -57,11 +57,10 @@ def _open_cuts(path_str: str, what: str) -> CutSet:
         raise UserError(
             f"data.{what}: cuts manifest not found: {path} (run the recipe's data stages)"
         )
-    try:
-        check_cuts_manifest(path)  # a malformed line: one line naming it, not a loader traceback
+    try:  # a malformed line: one line naming it, not a traceback from inside the loader
+        return read_cuts_checked(path)
     except ManifestError as e:
         raise UserError(f"data.{what}: {e}") from None
-    return CutSet.from_file(path)
 
 
 def _texts(cuts: CutSet) -> list[str]:
