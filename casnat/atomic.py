@@ -4,7 +4,8 @@ Every output casnat writes (checkpoints, transcripts, hyp/ref/errors files, summ
 tables) goes through :func:`atomic_write`: the content is written to a temporary file in the
 target's directory, flushed to disk, and renamed over the target (``os.replace`` is atomic on
 POSIX). On any failure, including KeyboardInterrupt and a full disk, the temporary file is
-removed and the previous target, if any, is left untouched.
+removed and the previous target, if any, is left untouched. Running out of space (ENOSPC,
+EFBIG, EDQUOT) is re-raised as :class:`DiskFullError`, one line naming the file.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -15,6 +16,7 @@ removed and the previous target, if any, is left untouched.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -22,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from casnat.errors import UserError
 
 
 @contextmanager
@@ -42,10 +46,41 @@ def atomic_write(path: str | Path, mode: str = "w", fsync: bool = True) -> Itera
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        no_space = _no_space(e)
+        if no_space is not None:
+            kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing written"
+            raise DiskFullError(f"cannot write {path}: {no_space} ({kept})") from e
         raise
+
+
+class DiskFullError(UserError, OSError):
+    """A write failed for lack of space (or over a file-size or disk quota limit). A UserError:
+    the user fixes it by freeing space, and the CLI prints one line instead of a traceback."""
+
+
+_NO_SPACE = {
+    errno.ENOSPC: "disk full",
+    errno.EFBIG: "file too large (disk full or over the file-size limit)",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def _no_space(e: BaseException) -> str | None:
+    """The reason, if ``e`` (or an exception it wraps: torch.save re-raises a failed write as a
+    RuntimeError) is an out-of-space error; None otherwise."""
+    seen = 0
+    while e is not None and seen < 5:
+        if isinstance(e, OSError) and e.errno in _NO_SPACE:
+            return _NO_SPACE[e.errno]
+        text = str(e)
+        for code, reason in _NO_SPACE.items():
+            if os.strerror(code) in text:
+                return reason
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -73,6 +108,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 
 __all__ = [
+    "DiskFullError",
     "atomic_torch_save",
     "atomic_write",
     "atomic_write_json",

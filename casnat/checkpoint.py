@@ -20,6 +20,7 @@ newest two kept), epoch checkpoints ``epoch-{epoch}.pt`` and averages ``avg-{n}.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,74 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (weights_only=True); errors name the file."""
+    """Load a checkpoint safely (weights_only=True); errors are one line naming the file.
+
+    A file whose pickle asks for anything beyond tensors and plain containers (a class to
+    build, a function to call, as a ``__reduce__`` exploit does) is refused before any of it
+    runs; the message says so instead of relaying torch's page-long advice to turn the
+    protection off."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln.upper()), "")
+        if detail:  # the pickle names a global (a class or function) to load: refused
+            raise CheckpointError(
+                f"refusing checkpoint {path}: it asks to load Python objects beyond tensors "
+                f"(possibly code; nothing of it was run): {detail}"
+            ) from None
+        # Not torch's advice to retry with weights_only=False: never right for a corrupt file.
+        why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln), "")
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: corrupt or truncated ({why or 'not a checkpoint'})"
+        ) from None
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointError(f"cannot load checkpoint {path}: {e}") from e
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: corrupt or truncated ({_one_line(e)})"
+        ) from None
+    if not isinstance(ck, dict):
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: expected a dict, got {type(ck).__name__}"
+        )
+    return ck
+
+
+def _one_line(e: BaseException) -> str:
+    """First line of an exception's message (torch and zipfile messages run to many lines)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200] or type(e).__name__
+
+
+def latest_valid_checkpoint(
+    exp_dir: str | Path,
+    required: tuple[str, ...] = ("model",),
+    map_location: str | torch.device = "cpu",
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest step checkpoint of ``exp_dir`` that loads and has the ``required`` keys, with
+    its content; None if there are no step checkpoints.
+
+    Checkpoints are written atomically, so a bad one means the disk or a person damaged it; a
+    resume then falls back to the previous one (a warning names each bad file) rather than
+    losing the run. When every step checkpoint is bad, a CheckpointError lists them."""
+    bad = []
+    for path in reversed(step_checkpoints(exp_dir)):
+        try:
+            ck = load_checkpoint(path, map_location=map_location)
+            missing = [k for k in required if k not in ck]
+            if missing:
+                raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+        except CheckpointError as e:
+            log.warning("%s; trying the previous checkpoint", e)
+            bad.append(path.name)
+            continue
+        return path, ck
+    if bad:
+        raise CheckpointError(
+            f"no usable checkpoint to resume from in {exp_dir}: {', '.join(bad)} unreadable "
+            "(see the warnings above; delete them to start from scratch)"
+        )
+    return None
 
 
 def _numbered(exp_dir: str | Path, pattern: re.Pattern[str]) -> list[Path]:

@@ -236,6 +236,12 @@ class TrainConfig:
     checkpoint_every_steps: int = 500
     keep_last: int = 10  # epoch checkpoints kept for averaging
     num_threads: int | None = None  # torch intra-op threads on CPU; None = torch default
+    # Optimizer steps whose loss or gradient norm is NaN/Inf are skipped (no update) and counted;
+    # this many in a row stop training with an error, because a run that only produces NaN
+    # would otherwise burn its whole budget and save useless checkpoints. 0 = never stop.
+    # With fp16 (GradScaler) an overflowing gradient is the scaler's business (it lowers its
+    # scale and skips the step itself); only a non-finite loss counts there.
+    max_nonfinite_steps: int = 20
 
 
 @dataclass(frozen=True)
@@ -274,11 +280,61 @@ def from_dict(cls: type, data: dict[str, Any] | None, where: str = "config") -> 
         tp = _unwrap_optional(hints[name])
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             kwargs[name] = None if value is None else from_dict(tp, value, f"{where}.{name}")
-        elif typing.get_origin(tp) is tuple and isinstance(value, list):
-            kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _checked(value, hints[name], f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _checked(value: Any, hint: Any, where: str) -> Any:
+    """``value`` if it fits the field's type ``hint`` (ints for floats and lists for tuples are
+    converted), else a ConfigError naming the key: a wrong type must stop a run at load time,
+    not as a TypeError hours into training (``max_steps: three``)."""
+    tp = _unwrap_optional(hint)
+    if value is None:
+        if tp is not hint or hint is type(None):
+            return None
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got null")
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_checked(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected a list of {len(args)}, got {list(value)}")
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_checked(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:
+        ok = True  # a type this check does not model: left to the dataclass
+    if not ok:
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -294,9 +350,23 @@ def load_config(path: str | Path) -> ExperimentConfig:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid YAML: not UTF-8 text ({e.reason})") from None
     return from_dict(ExperimentConfig, raw, where=str(path))
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line: where (line:column, 1-based) and what, out of PyYAML's multi-line message."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+    context = getattr(e, "context", None)
+    at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{at}{problem}" + (f" ({context})" if context else "")
+
+
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write ``cfg`` as YAML atomically: a run killed while writing leaves the old file whole."""
+    from casnat.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

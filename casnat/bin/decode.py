@@ -1,11 +1,19 @@
 """Decode a cuts manifest and score it: hyp.txt, ref.txt, errors.txt, wer.txt in --out-dir.
 
 Prints WER/CER (jiwer) and the decoding speed (RTF, utterances per second).
+
+A cut whose audio or features cannot be used (missing, corrupt, too short, non-finite samples)
+does not stop the run: the other cuts are decoded and scored, and each failed cut is named once
+on stderr and at the top of errors.txt with its reason; it is left out of the WER (there is no
+hypothesis to score) and counted in summary.json as ``failed``. The exit status is then 1, as
+for ``casnat transcribe``, so a script notices that not every cut was decoded.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
 
 from casnat.bin.search_args import (
@@ -62,10 +70,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--cuts and --out-dir are required (unless --list-modes)")
     if not args.cuts.is_file():
         raise UserError(f"cuts manifest not found: {args.cuts}")
+    from casnat.data.validate import read_cuts_checked
+
+    cuts = read_cuts_checked(args.cuts)  # a malformed line: one line naming it, before decoding
     rec = load_recognizer(args)
     opts = search_options(args)
     loader = make_eval_loader(
-        args.cuts,
+        cuts,
         rec.tokenizer,
         args.max_duration,
         feature_cfg=rec.cfg.features,
@@ -74,11 +85,17 @@ def run(args: argparse.Namespace) -> int:
     run_ = decode_loader(
         rec.model, rec.tokenizer, loader, opts, rec.device, frame_shift=rec.cfg.features.frame_shift
     )
+    failed = _failed_cuts(cuts, loader.dataset, set(run_.hyps))
     report = score_wer(run_.refs, run_.hyps)
     write_report(report, args.out_dir)
+    if failed:
+        _add_failures_to_errors_txt(args.out_dir / "errors.txt", failed)
+        for cut_id, reason in failed:
+            print(f"casnat decode: {cut_id}: {reason}", file=sys.stderr)
     summary = {
         "mode": opts.mode,
         "utterances": len(run_.hyps),
+        "failed": len(failed),
         "wer": report.wer,
         "cer": report.cer,
         "rtf": run_.rtf,
@@ -92,4 +109,56 @@ def run(args: argparse.Namespace) -> int:
         f"CER {100 * report.cer:.2f}% ({len(run_.hyps)} utts) "
         f"RTF {run_.rtf:.4f} ({run_.utts_per_second:.1f} utt/s) -> {args.out_dir}"
     )
+    if failed:
+        print(
+            f"casnat decode: {len(failed)} of {len(failed) + len(run_.hyps)} cuts failed "
+            f"(not scored; listed in {args.out_dir / 'errors.txt'})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _failed_cuts(cuts, dataset, decoded: set[str]) -> list[tuple[str, str]]:
+    """``(cut id, reason)`` of every cut of the manifest without a hypothesis, in manifest order.
+
+    The dataset drops a bad cut from its batch with a warning; the batch keeps only a count.
+    Each failed cut is loaded once more, alone, to get its own reason (the dataset's message,
+    naming the file): cheap, since only failed cuts are retried, and exact, since it is the
+    same code path."""
+    from lhotse import CutSet
+
+    missing = [c for c in cuts if c.id not in decoded]
+    out = []
+    ds_log = logging.getLogger("casnat.data.dataset")
+    for cut in missing:
+        handler = _Collect()
+        ds_log.addHandler(handler)
+        try:
+            dataset[CutSet.from_cuts([cut])]
+        except Exception as e:  # noqa: BLE001 - any failure is this cut's reason
+            handler.messages.append(f"{type(e).__name__}: {e}")
+        finally:
+            ds_log.removeHandler(handler)
+        reasons = [m.removeprefix("skipping cut: ") for m in handler.messages]
+        reason = " ".join((reasons[0] if reasons else "not decoded (no reason given)").split())
+        out.append((cut.id, reason))
+    return out
+
+
+def _add_failures_to_errors_txt(path: Path, failed: list[tuple[str, str]]) -> None:
+    """Put the failed cuts at the top of errors.txt (what a reader must see first)."""
+    from casnat.atomic import atomic_write_text
+
+    head = f"Not decoded ({len(failed)}), audio or features unusable, not scored:\n"
+    body = "".join(f"  {cut_id}: {reason}\n" for cut_id, reason in failed)
+    atomic_write_text(path, head + body + "\n" + path.read_text())

@@ -9,7 +9,9 @@ reads ``tokenizer/`` too, but not ``cmvn.pt``: the trainer copies the statistics
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from casnat.config import ExperimentConfig
 from casnat.data.cmvn import compute_global_cmvn
 from casnat.data.loader import make_eval_loader, make_train_loader
 from casnat.data.tokenizer import Tokenizer
+from casnat.data.validate import ManifestError, read_cuts_checked
 from casnat.errors import UserError
 from casnat.train.distributed import DistInfo
 
@@ -54,7 +57,10 @@ def _open_cuts(path_str: str, what: str) -> CutSet:
         raise UserError(
             f"data.{what}: cuts manifest not found: {path} (run the recipe's data stages)"
         )
-    return CutSet.from_file(path)
+    try:  # a malformed line: one line naming it, not a traceback from inside the loader
+        return read_cuts_checked(path)
+    except ManifestError as e:
+        raise UserError(f"data.{what}: {e}") from None
 
 
 def _texts(cuts: CutSet) -> list[str]:
@@ -78,7 +84,12 @@ def prepare_experiment(cfg: ExperimentConfig, exp_dir: Path, info: DistInfo) -> 
             log.info(
                 f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size})"
             )
-            Tokenizer.train(_texts(train_cuts), cfg.tokenizer, tok_dir)
+            # Trained into a temporary directory, then renamed: a run killed meanwhile must not
+            # leave a half-written tokenizer/ that its --resume would then take as finished.
+            tmp_dir = exp_dir / ".tokenizer.tmp"
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            Tokenizer.train(_texts(train_cuts), cfg.tokenizer, tmp_dir)
+            os.replace(tmp_dir, tok_dir)
         if not cmvn_path.exists():
             log.info("computing global CMVN on the training features")
             mean, std = compute_global_cmvn(train_cuts, feature_cfg=cfg.features)

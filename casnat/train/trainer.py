@@ -28,12 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 from casnat.atomic import atomic_torch_save
 from casnat.checkpoint import (
     epoch_checkpoints,
-    latest_checkpoint,
-    load_checkpoint,
+    latest_valid_checkpoint,
     prune,
     step_checkpoints,
 )
 from casnat.config import ConfigError, ExperimentConfig, save_config
+from casnat.errors import UserError
 from casnat.models.asr import ASRModel
 from casnat.nn import count_parameters
 from casnat.train.distributed import (
@@ -63,6 +63,14 @@ class TrainState:
     # Cuts of this rank dropped for unreadable audio. Counted from the batches, not the dataset
     # object: with DataLoader workers each worker holds its own copy of the dataset.
     skipped_audio: int = 0
+    # Optimizer steps skipped for a non-finite loss or gradient (all of them, and the current run
+    # of consecutive ones, which train.max_nonfinite_steps bounds).
+    nonfinite_steps: int = 0
+    nonfinite_in_row: int = 0
+
+
+class TrainingDivergedError(UserError, RuntimeError):
+    """Too many consecutive optimizer steps had a non-finite loss or gradient."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,8 @@ def _checkpoint_state(
         "batches_in_epoch": state.batches_in_epoch,
         "best_valid": state.best_valid,
         "skipped_audio": gather_per_rank(state.skipped_audio),
+        "nonfinite_steps": state.nonfinite_steps,
+        "nonfinite_in_row": state.nonfinite_in_row,
         "torch_rng": torch.get_rng_state(),
         "dataset_rng": (
             gather_per_rank(dataset_generator.get_state())
@@ -202,10 +212,15 @@ def _train(
     scaler = torch.amp.GradScaler("cuda", enabled=prec.grad_scaler)
     state = TrainState()
 
-    # 3. Resume from the newest checkpoint, if asked and one exists.
-    ckpt_path = latest_checkpoint(exp_dir) if resume else None
-    if ckpt_path is not None:
-        ck = load_checkpoint(ckpt_path, map_location=dev)
+    # 3. Resume from the newest checkpoint, if asked and one exists. A damaged one (writes are
+    # atomic, so only the disk or a person can damage one) is named in a warning and the
+    # previous one is used; when none is usable the run stops with one line naming them.
+    if info.is_main:
+        _remove_stale_temp_files(exp_dir, logger)
+    found = latest_valid_checkpoint(exp_dir, _RESUME_KEYS, map_location=dev) if resume else None
+    ckpt_path = found[0] if found else None
+    if found is not None:
+        ck = found[1]
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
@@ -219,7 +234,13 @@ def _train(
         sampler.load_state_dict(samplers[info.rank])
         skipped = ck.get("skipped_audio") or [0] * info.world_size
         state = TrainState(
-            ck["epoch"], ck["step"], ck["batches_in_epoch"], ck["best_valid"], skipped[info.rank]
+            ck["epoch"],
+            ck["step"],
+            ck["batches_in_epoch"],
+            ck["best_valid"],
+            skipped[info.rank],
+            ck.get("nonfinite_steps", 0),
+            ck.get("nonfinite_in_row", 0),
         )
         torch.set_rng_state(ck["torch_rng"])
         if gen is not None and ck.get("dataset_rng") is not None:
@@ -248,6 +269,9 @@ def _train(
         resumed_mid_epoch = False
         ddp_model.train()
         accum = 0
+        # Every micro-batch of the current optimizer step had a finite loss: a tensor on the
+        # device, read once per step with the gradient norm (one host sync, as before).
+        loss_finite: torch.Tensor | bool = True
         frames_window = 0
         t_window = time.monotonic()
         for batch in train_loader:
@@ -270,16 +294,35 @@ def _train(
                         batch.token_lens.to(dev),
                     )
                 scaler.scale(losses.total / tc.accum_grad).backward()
+            loss_finite = torch.isfinite(losses.total.detach()) & loss_finite
             frames_window += int(batch.feat_lens.sum())
             if not sync:
                 continue
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            if torch.isfinite(grad_norm):
+            bad = _nonfinite_step(loss_finite, grad_norm, scaler.is_enabled(), info)
+            if not bad:  # with a grad scaler, its step skips an overflowing gradient itself
                 scaler.step(optimizer)
-            else:
-                logger.warning(f"step {state.step}: non-finite gradient norm, update skipped")
             scaler.update()
+            loss_finite = True
+            if bad:
+                state.nonfinite_steps += 1
+                state.nonfinite_in_row += 1
+                loss_val, norm_val = float(losses.total), float(grad_norm)
+                logger.warning(
+                    f"step {state.step}: non-finite loss or gradient (loss={loss_val:.4g} "
+                    f"grad_norm={norm_val:.4g}), update skipped "
+                    f"({state.nonfinite_in_row} in a row, {state.nonfinite_steps} in all)"
+                )
+                if 0 < tc.max_nonfinite_steps <= state.nonfinite_in_row:
+                    raise TrainingDivergedError(
+                        f"training stopped at step {state.step}: {state.nonfinite_in_row} steps "
+                        f"in a row had a non-finite loss or gradient (train.max_nonfinite_steps="
+                        f"{tc.max_nonfinite_steps}); lower train.peak_lr or check the data, and "
+                        f"--resume from the last checkpoint in {exp_dir}"
+                    )
+            else:
+                state.nonfinite_in_row = 0
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             state.step += 1
@@ -296,6 +339,8 @@ def _train(
                     eta_s=_eta(state, tc, t_start, deadline, sampler),
                     skipped=state.skipped_audio,
                 )
+                if state.nonfinite_steps:
+                    logger.info(f"step {state.step}: nonfinite_skipped={state.nonfinite_steps}")
                 frames_window, t_window = 0, time.monotonic()
             if state.step % tc.checkpoint_every_steps == 0:
                 ck = _checkpoint_state(model, optimizer, scheduler, scaler, sampler, gen, state)
@@ -340,11 +385,54 @@ def _train(
     skipped_total = int(all_reduce_sum(torch.tensor([state.skipped_audio]))[0])
     logger.info(
         f"training finished: {state.step} steps, {state.epoch} epochs, {minutes:.1f} min, "
-        f"skipped audio files: {skipped_total} (cuts dropped for unreadable audio, all ranks)"
+        f"skipped audio files: {skipped_total} (cuts dropped for unreadable audio, all ranks), "
+        f"non-finite steps skipped: {state.nonfinite_steps}"
     )
     if info.world_size > 1:
         dist.barrier()
     return TrainSummary(state.step, state.epoch, minutes, valid_loss, exp_dir)
+
+
+# What a step checkpoint must hold for a resume (an older or foreign .pt is not resumable).
+_RESUME_KEYS = (
+    "model",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "samplers",
+    "epoch",
+    "step",
+    "batches_in_epoch",
+    "best_valid",
+    "torch_rng",
+)
+
+
+def _remove_stale_temp_files(exp_dir: Path, logger: TrainLogger) -> None:
+    """Delete the temporary files of checkpoint writes a killed run left behind (they are never
+    read: an atomic write only renames a complete file into place), so kills do not fill the
+    disk. Only ``.ckpt-*``/``.epoch-*`` ones: nothing else of the directory is touched."""
+    for pattern in (".ckpt-*.pt.*.tmp", ".epoch-*.pt.*.tmp"):
+        for tmp in exp_dir.glob(pattern):
+            logger.info(f"removing {tmp.name}, a checkpoint write a killed run left unfinished")
+            tmp.unlink(missing_ok=True)
+
+
+def _nonfinite_step(
+    loss_finite: torch.Tensor | bool, grad_norm: torch.Tensor, grad_scaler: bool, info: DistInfo
+) -> bool:
+    """Whether this optimizer step counts as non-finite (and its update is skipped).
+
+    A non-finite loss always counts. A non-finite gradient norm counts without a grad scaler;
+    with one (fp16) it is the scaler's normal overflow signal (it skips the step and lowers its
+    scale) and is not counted. The gradient norm is the same on every DDP rank (gradients are
+    all-reduced), but a loss is per rank: the flag is all-reduced so all ranks skip together."""
+    ok = torch.as_tensor(loss_finite, device=grad_norm.device)
+    if not grad_scaler:
+        ok = ok & torch.isfinite(grad_norm)
+    if info.world_size > 1:
+        return bool(all_reduce_sum((~ok).float().reshape(1))[0] > 0)
+    return not bool(ok)
 
 
 def _check_ranks_agree(model: torch.nn.Module, info: DistInfo, logger: TrainLogger) -> None:

@@ -72,3 +72,23 @@ def test_works_without_knf(monkeypatch) -> None:
     assert ext.extract(np.zeros(1600, dtype=np.float32), 16000).shape == (10, 80)
     with pytest.raises(ImportError):
         make_extractor(FeatureConfig(), "knf")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_an_error_naming_the_file(tmp_path: Path, bad: float) -> None:
+    """NaN/Inf samples would give NaN features and a silent empty transcript (or a NaN loss in
+    training): every path (compute_features, cut_features, transcribe) must refuse the file."""
+    import soundfile as sf
+
+    from casnat.data.features import cut_features, load_audio_checked
+    from casnat.testing import make_cut
+
+    x = (0.1 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32)
+    x[4000] = bad
+    path = tmp_path / "nonfinite.wav"
+    sf.write(path, x, 8000, subtype="FLOAT")
+    cut = make_cut(path, "one")
+    with pytest.raises(ValueError, match=r"non-finite samples .*nonfinite\.wav"):
+        load_audio_checked(cut)
+    with pytest.raises(ValueError, match=r"non-finite samples .*nonfinite\.wav"):
+        cut_features(cut, make_extractor(FeatureConfig()), 16000)  # resampled first
