@@ -32,10 +32,15 @@ def check_cuts_manifest(path: str | Path) -> int:
     return len(read_cuts_checked(path))
 
 
-def read_cuts_checked(path: str | Path) -> CutSet:
-    """The cuts of ``path`` (``.jsonl`` or ``.jsonl.gz``), read eagerly as ``CutSet.from_file``
-    does, raising :class:`ManifestError` at the first bad line. Each line is parsed once, so the
-    check costs only lhotse's per-cut validation on top of reading the manifest.
+def read_cuts_checked(path: str | Path, lazy: bool = False) -> CutSet:
+    """The cuts of ``path`` (``.jsonl`` or ``.jsonl.gz``), raising :class:`ManifestError` at the
+    first bad line. Each line is parsed once, so the check costs only lhotse's per-cut
+    validation on top of reading the manifest.
+
+    ``lazy=False`` returns the cuts read (in memory: decoding's test sets). ``lazy=True`` keeps
+    none of them (only the ids, for the duplicate check) and returns lhotse's lazy reader of the
+    file, so a training corpus larger than memory is checked in one streaming pass and then
+    read as the sampler asks (memory does not grow with the corpus).
 
     Checks: valid JSON, a lhotse cut, lhotse's own consistency checks (``lhotse.qa.validate``
     without reading data: supervisions on the cut's recording, positive duration, a recording or
@@ -89,10 +94,11 @@ def read_cuts_checked(path: str | Path) -> CutSet:
                         f"{where}: duplicate cut id {cut.id} (first on line {seen[cut.id]})"
                     )
                 seen[cut.id] = lineno
-                cuts.append(cut)
+                if not lazy:
+                    cuts.append(cut)
     except (OSError, EOFError, UnicodeDecodeError) as e:  # a truncated .gz, binary junk
         raise ManifestError(f"{path}: cannot read ({e})") from None
-    return CutSet.from_cuts(cuts)
+    return CutSet.from_jsonl_lazy(path) if lazy else CutSet.from_cuts(cuts)
 
 
 #: How far (seconds) a supervision may run past its cut's end before it counts as misplaced.

@@ -58,7 +58,7 @@ def _open_cuts(path_str: str, what: str) -> CutSet:
             f"data.{what}: cuts manifest not found: {path} (run the recipe's data stages)"
         )
     try:  # a malformed line: one line naming it, not a traceback from inside the loader
-        return read_cuts_checked(path)
+        return read_cuts_checked(path, lazy=True)  # checked, then read lazily
     except ManifestError as e:
         raise UserError(f"data.{what}: {e}") from None
 
