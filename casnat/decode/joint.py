@@ -124,8 +124,10 @@ def joint_beam_search(
         (length-normalised as in ``at_beam_search``), ``confidences`` = AT token probabilities.
     """
     if ctc_log_probs.shape[:2] != memory.shape[:2]:
-        raise ValueError(f"ctc_log_probs must be (N, T, V) with (N, T) = {tuple(memory.shape[:2])}, "
-                         f"got {tuple(ctc_log_probs.shape)}")
+        raise ValueError(
+            f"ctc_log_probs must be (N, T, V) with (N, T) = {tuple(memory.shape[:2])}, "
+            f"got {tuple(ctc_log_probs.shape)}"
+        )
     n = memory.shape[0]
     v = ctc_log_probs.shape[-1]
     lens = memory_mask.sum(1)
@@ -133,5 +135,14 @@ def joint_beam_search(
     ctc = CTCPrefixScorer(ctc_log_probs, lens, row_utt, blank=blank)
     k = pre_beam if pre_beam is not None else pre_beam_size(beam, v, ctc_weight)
     scorer = JointScorer(ctc, ctc_weight, k, eos)
-    return at_beam_search(decoder, memory, memory_mask, beam=beam, sos=sos, eos=eos,
-                          max_len=max_len, length_penalty=length_penalty, scorer=scorer)
+    return at_beam_search(
+        decoder,
+        memory,
+        memory_mask,
+        beam=beam,
+        sos=sos,
+        eos=eos,
+        max_len=max_len,
+        length_penalty=length_penalty,
+        scorer=scorer,
+    )

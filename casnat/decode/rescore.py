@@ -30,8 +30,12 @@ from casnat.profiling import phase
 __all__ = ["at_sequence_log_probs", "attention_rescoring"]
 
 
+@torch.no_grad()
 def at_sequence_log_probs(
-    decoder: ATDecoder, hyps: list[list[int]], memory: Tensor, memory_mask: Tensor,
+    decoder: ATDecoder,
+    hyps: list[list[int]],
+    memory: Tensor,
+    memory_mask: Tensor,
     hyp_utt: Tensor,
 ) -> Tensor:
     """Teacher-forced ``log P_att(y, eos | x)`` of each hypothesis, in one batched forward.
@@ -92,12 +96,12 @@ def attention_rescoring(
         nbests = ctc_prefix_beam_search(ctc_log_probs, lens, beam=nbest, blank=blank)
     flat = [h for nb in nbests for h in nb]
     utt = torch.tensor([i for i, nb in enumerate(nbests) for _ in nb], device=memory.device)
-    ctc_scores = torch.tensor([h.score for h in flat], dtype=torch.float32)
+    ctc_scores = torch.tensor([h.score for h in flat], dtype=torch.float64)  # exact as given
     if at_weight == 0.0:  # the AT has no say: skip its forward (and 0 * -inf = NaN)
         total = ctc_scores
     else:
         att = at_sequence_log_probs(decoder, [h.tokens for h in flat], memory, memory_mask, utt)
-        att = att.float().cpu()
+        att = att.double().cpu()
         total = att if at_weight == 1.0 else at_weight * att + (1 - at_weight) * ctc_scores
     out: list[Hypothesis] = []
     offset = 0

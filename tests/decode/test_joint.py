@@ -63,8 +63,12 @@ def test_full_scores_equal_minus_ctc_loss_and_prefix_identity():
         assert (psi <= scorer.prefix_score[:, None] + 1e-5).all()  # prefix scores only fall
         scorer.advance(torch.arange(n), targets[:, step])
         ref = -torch.nn.functional.ctc_loss(
-            lp.transpose(0, 1), targets[:, : step + 1], lens,
-            torch.full((n,), step + 1), blank=BLANK, reduction="none",
+            lp.transpose(0, 1),
+            targets[:, : step + 1],
+            lens,
+            torch.full((n,), step + 1),
+            blank=BLANK,
+            reduction="none",
         )
         torch.testing.assert_close(scorer.full_scores(), ref, atol=1e-4, rtol=1e-4)
 
@@ -77,8 +81,12 @@ def test_advance_follows_reordered_rows():
     scorer.extend(torch.tensor([[1, 2], [1, 2], [3, 4], [3, 4]]))
     scorer.advance(torch.tensor([2, 0, 1]), torch.tensor([4, 2, 1]))
     ref = -torch.nn.functional.ctc_loss(
-        lp[[1, 0, 0]].transpose(0, 1), torch.tensor([[4], [2], [1]]), lens[[1, 0, 0]],
-        torch.ones(3, dtype=torch.long), blank=BLANK, reduction="none",
+        lp[[1, 0, 0]].transpose(0, 1),
+        torch.tensor([[4], [2], [1]]),
+        lens[[1, 0, 0]],
+        torch.ones(3, dtype=torch.long),
+        blank=BLANK,
+        reduction="none",
     )
     torch.testing.assert_close(scorer.full_scores(), ref, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="not among"):
@@ -87,8 +95,19 @@ def test_advance_follows_reordered_rows():
 
 
 def _search(dec, mem, mask, lp, lens, beam, ctc_weight, **kw):
-    return joint_beam_search(dec, mem, mask, lp, beam=beam, sos=EOS, eos=EOS, blank=BLANK,
-                             max_len=lens, ctc_weight=ctc_weight, **kw)
+    return joint_beam_search(
+        dec,
+        mem,
+        mask,
+        lp,
+        beam=beam,
+        sos=EOS,
+        eos=EOS,
+        blank=BLANK,
+        max_len=lens,
+        ctc_weight=ctc_weight,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("beam", [1, 3])
@@ -119,8 +138,12 @@ def test_ctc_weight_one_finds_the_ctc_prefix_beams_best():
         # With λ = 1 a finished hypothesis scores its exact CTC labelling log-prob (the prefix
         # beam's own score can be a little lower: paths through pruned prefixes are lost).
         ref = -torch.nn.functional.ctc_loss(
-            lp[i : i + 1].transpose(0, 1), torch.tensor([best]), lens[i : i + 1],
-            torch.tensor([len(best)]), blank=BLANK, reduction="sum",
+            lp[i : i + 1].transpose(0, 1),
+            torch.tensor([best]),
+            lens[i : i + 1],
+            torch.tensor([len(best)]),
+            blank=BLANK,
+            reduction="sum",
         )
         assert nb_j[0].score == pytest.approx(float(ref), abs=1e-4)
         assert nb_j[0].score >= nb_c[0].score - 1e-5
@@ -134,8 +157,15 @@ def test_batched_equals_one_utterance_at_a_time():
     batched = _search(dec, mem, mask, lp, lens, 3, 0.3)
     for i in range(n):
         ti = int(lens[i])
-        (one,) = _search(dec, mem[i : i + 1, :ti], mask[i : i + 1, :ti], lp[i : i + 1, :ti],
-                         lens[i : i + 1], 3, 0.3)
+        (one,) = _search(
+            dec,
+            mem[i : i + 1, :ti],
+            mask[i : i + 1, :ti],
+            lp[i : i + 1, :ti],
+            lens[i : i + 1],
+            3,
+            0.3,
+        )
         assert [h.tokens for h in one] == [h.tokens for h in batched[i]]
         assert [h.score for h in one] == pytest.approx([h.score for h in batched[i]], abs=1e-4)
 
