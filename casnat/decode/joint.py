@@ -30,6 +30,7 @@ from torch import Tensor
 from casnat.decode.at_beam import StepDecoder, at_beam_search
 from casnat.decode.ctc_prefix_score import CTCPrefixScorer
 from casnat.decode.results import Hypothesis
+from casnat.profiling import phase
 
 __all__ = ["JointScorer", "joint_beam_search", "pre_beam_size"]
 
@@ -81,7 +82,8 @@ class JointScorer:
             cand = ids[ids != self.eos].expand(m, v - 1)
         else:
             cand = no_eos.topk(self.pre_beam, dim=1).indices  # (M, K)
-        ctc_ext, ctc_eos = self.ctc.extension_scores(cand)
+        with phase("CTC prefix scores"):
+            ctc_ext, ctc_eos = self.ctc.extension_scores(cand)
         out = torch.full_like(logp, _NEG_INF)
         out.scatter_(1, cand, _mix(logp.gather(1, cand), ctc_ext, self.ctc_weight))
         out[:, self.eos] = _mix(logp[:, self.eos], ctc_eos, self.ctc_weight)
