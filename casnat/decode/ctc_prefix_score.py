@@ -95,9 +95,8 @@ class CTCPrefixScorer:
         m, k = cand.shape
         if m != self.r.shape[1]:
             raise ValueError(f"cand has {m} rows, the scorer {self.r.shape[1]}")
-        x_rows = self.x[:, self.row_utt]  # (T, M, V)
-        xs = x_rows.gather(2, cand[None].expand(t_max, m, k))  # (T, M, K)
-        xb = x_rows[:, :, self.blank, None]  # (T, M, 1)
+        xs = self.x[:, self.row_utt[:, None], cand]  # (T, M, K), no (T, M, V) copy
+        xb = self.x[:, self.row_utt, self.blank, None]  # (T, M, 1)
         r_sum = torch.logaddexp(self.r[..., 0], self.r[..., 1])  # (T, M)
         # A repeated token needs a blank in between: only the blank-ending paths may precede it.
         same = (cand == self.last[:, None])[None]  # (1, M, K)

@@ -22,17 +22,20 @@ exactly (the pre-beam then never removes a token the beam could keep).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 from torch import Tensor
 
+from casnat.align import ctc_viterbi_align
+from casnat.align.segments import token_runs
 from casnat.decode.at_beam import StepDecoder, at_beam_search
 from casnat.decode.ctc_prefix_score import CTCPrefixScorer
 from casnat.decode.results import Hypothesis
 from casnat.profiling import phase
 
-__all__ = ["JointScorer", "joint_beam_search", "pre_beam_size"]
+__all__ = ["JointScorer", "joint_beam_search", "pre_beam_size", "with_ctc_timing"]
 
 _NEG_INF = float("-inf")
 
@@ -148,3 +151,44 @@ def joint_beam_search(
         length_penalty=length_penalty,
         scorer=scorer,
     )
+
+
+def with_ctc_timing(
+    hyps: list[Hypothesis], ctc_log_probs: Tensor, lens: Tensor, blank: int
+) -> list[Hypothesis]:
+    """``hyps`` (one per utterance) with token frames from a forced CTC alignment of their tokens.
+
+    A label-synchronous search knows no frames; the CTC Viterbi path of the chosen tokens gives
+    them (first / last frame of each token's run), as the CTC modes have, so transcripts of this
+    mode get timestamps too. A hypothesis CTC cannot align (a blank token, too long for its
+    frames) keeps empty timing. Scores and confidences are unchanged.
+    """
+    rows = [i for i, h in enumerate(hyps) if h.tokens and blank not in h.tokens]
+    if not rows:
+        return hyps
+    device = ctc_log_probs.device
+    width = max(len(hyps[i].tokens) for i in rows)
+    targets = torch.full((len(rows), width), -1, dtype=torch.long)
+    for r, i in enumerate(rows):
+        targets[r, : len(hyps[i].tokens)] = torch.tensor(hyps[i].tokens)
+    idx = torch.tensor(rows, device=device)
+    lens_r = lens.to(device).index_select(0, idx)
+    tl = torch.tensor([len(hyps[i].tokens) for i in rows], device=device)
+    ali, scores = ctc_viterbi_align(
+        ctc_log_probs.index_select(0, idx), lens_r, targets.to(device), tl, blank
+    )
+    runs = token_runs(ali, lens_r, blank)
+    counts = runs.counts.tolist()
+    starts, ends, ok = runs.starts.tolist(), runs.ends.tolist(), (scores > _NEG_INF).tolist()
+    out = list(hyps)
+    offset = 0
+    for r, i in enumerate(rows):
+        k = counts[r]
+        if ok[r] and k == len(hyps[i].tokens):
+            out[i] = dataclasses.replace(
+                hyps[i],
+                token_starts=starts[offset : offset + k],
+                token_ends=ends[offset : offset + k],
+            )
+        offset += k
+    return out

@@ -29,7 +29,7 @@ from casnat.config import ModelConfig
 from casnat.decode.at_beam import at_beam_search
 from casnat.decode.cassnat import cassnat_search
 from casnat.decode.ctc import ctc_greedy_search, ctc_prefix_beam_search
-from casnat.decode.joint import joint_beam_search
+from casnat.decode.joint import joint_beam_search, with_ctc_timing
 from casnat.decode.rescore import attention_rescoring
 from casnat.decode.results import Hypothesis
 from casnat.errors import UnsupportedModeError, UserError
@@ -288,7 +288,7 @@ def _joint_ctc_at(model, enc_out, enc_lens, log_probs, opts):
         ctc_weight=opts.ctc_weight,
         length_penalty=opts.length_penalty,
     )
-    return [nb[0] for nb in nbest]
+    return with_ctc_timing([nb[0] for nb in nbest], log_probs, enc_lens, model.blank_id)
 
 
 def _attention_rescoring(model, enc_out, enc_lens, log_probs, opts):

@@ -175,3 +175,22 @@ def test_weights_outside_unit_interval_are_a_named_error():
         DecodeOptions(mode="joint_ctc_at", ctc_weight=1.5)
     with pytest.raises(UserError, match="--at-weight"):
         DecodeOptions(mode="attention_rescoring", at_weight=-0.1)
+
+
+def test_ctc_timing_of_joint_hypotheses_follows_the_forced_alignment():
+    from casnat.decode.joint import with_ctc_timing
+    from casnat.decode.results import Hypothesis
+
+    path = [0, 2, 2, 0, 3, 0, 0, 3, 0]  # tokens 2 (frames 1-2), 3 (4), 3 (7)
+    lp = torch.full((2, 9, V), -8.0)
+    lp[0, torch.arange(9), torch.tensor(path)] = 0.0
+    lp[1, :, BLANK] = 0.0
+    lp = lp.log_softmax(-1)
+    hyps = [
+        Hypothesis([2, 3, 3], -1.0, confidences=[0.5, 0.6, 0.7]),
+        Hypothesis([1] * 10, -2.0),
+    ]  # 10 tokens do not fit 9 frames: no timing
+    got = with_ctc_timing(hyps, lp, torch.tensor([9, 9]), BLANK)
+    assert (got[0].token_starts, got[0].token_ends) == ([1, 4, 7], [2, 4, 7])
+    assert got[0].confidences == hyps[0].confidences and got[0].score == hyps[0].score
+    assert got[1] == hyps[1]
