@@ -104,25 +104,28 @@ class DecodeOptions:
             "** this (0 = raw sum)"
         },
     )
+    # Defaults tuned on FSDD dev (tools/at_diagnose.py, casnat decode --ctc-weight ...): this
+    # project's CTC head is far stronger than its AT decoder, so CTC gets the larger share, unlike
+    # ESPnet's 0.3 (there the attention decoder is the stronger one).
     ctc_weight: float = field(
-        default=0.3,
+        default=0.7,
         metadata={
             "help": "joint_ctc_at: score = (1 - w) log P_att + w log P_ctc (prefix scores per "
             "step, the full-sequence CTC score at eos); 0 = at_beam, 1 = CTC only"
         },
     )
     at_weight: float = field(
-        default=0.5,
+        default=0.3,
         metadata={
             "help": "attention_rescoring: the CTC n-best ranked by w log P_att(y, eos) + (1 - w) "
             "log P_ctc(y), both summed over the hypothesis; 0 = the CTC prefix beam's best"
         },
     )
     esa_ctc_weight: float = field(
-        default=0.0,
+        default=0.5,
         metadata={
             "help": "cassnat_esa: rank by (1 - w) ranker score + w log P_ctc(y) / (tokens + 1), "
-            "both per token (0 = the ranker alone)"
+            "both per token (0 = the ranker alone, the behaviour before this option)"
         },
     )
 
