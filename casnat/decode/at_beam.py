@@ -34,7 +34,7 @@ from casnat.decode.results import Hypothesis
 from casnat.nn.attention import index_kv
 from casnat.profiling import phase
 
-__all__ = ["StepDecoder", "at_beam_search", "at_greedy_search"]
+__all__ = ["ExtensionScorer", "StepDecoder", "at_beam_search", "at_greedy_search"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,19 @@ class StepDecoder(Protocol):
     def step(
         self, ys_prefix: Tensor, memory: Tensor, memory_mask: Tensor, cache: list[Tensor] | None
     ) -> tuple[Tensor, list[Tensor]]: ...
+
+
+class ExtensionScorer(Protocol):
+    """Optional re-scoring of each beam step (joint CTC/attention decoding plugs in here).
+
+    ``score`` turns the decoder's ``(M, V)`` next-token log-probs of the live rows into the score
+    increments the search ranks by (-inf = not a candidate); ``advance`` then follows the
+    search's choice: rows ``sel`` of the previous step, each extended by ``tokens``.
+    """
+
+    def score(self, ys: Tensor, logp: Tensor) -> Tensor: ...
+
+    def advance(self, sel: Tensor, tokens: Tensor) -> None: ...
 
 
 def _max_lens(max_len: int | Tensor, n: int) -> list[int]:
@@ -85,6 +98,7 @@ def at_beam_search(
     max_len: int | Tensor,
     length_penalty: float = 0.0,
     exact_stop: bool = False,
+    scorer: ExtensionScorer | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search over a step-wise AT decoder, batched over utterances and beams.
 
@@ -110,6 +124,9 @@ def at_beam_search(
         max_len: maximum number of output tokens (excluding eos), an int or ``(N,)`` tensor.
         length_penalty: exponent of the length normalization (0 = sum of log-probs).
         exact_stop: with ``length_penalty > 0``, stop only when no live hypothesis can win.
+        scorer: optional :class:`ExtensionScorer` whose increments replace the decoder's
+            log-probs in the scores (confidences stay the decoder's probabilities). The stopping
+            bound stays exact only if its increments are <= 0, as log-probs are.
 
     Returns:
         Per utterance, 1 to ``beam`` hypotheses sorted by score, best first.
@@ -156,7 +173,9 @@ def at_beam_search(
                 logp, cache = decoder.step(  # type: ignore[call-arg]
                     ys, mem, mask, cache, mem_kv=mem_kv
                 )
-        logp = logp.float()
+        logp = att_logp = logp.float()
+        if scorer is not None:
+            logp = scorer.score(ys, att_logp)
         v = logp.shape[-1]
         forced = max_len_active <= step  # (A,)
         if bool(forced.any()):
@@ -215,11 +234,13 @@ def at_beam_search(
         sel = (base + src_beam.index_select(0, keep_t)).reshape(-1)  # (K * beam,)
         next_tok = new_tok.index_select(0, keep_t).reshape(-1, 1)
         ys = torch.cat([ys.index_select(0, sel), next_tok], dim=1)
-        chosen_lp = logp.index_select(0, sel).gather(1, next_tok)  # (K * beam, 1)
+        chosen_lp = att_logp.index_select(0, sel).gather(1, next_tok)  # (K * beam, 1)
         tok_lp = torch.cat([tok_lp.index_select(0, sel), chosen_lp], dim=1)
         scores = top_scores.index_select(0, keep_t)
         max_len_active = max_len_active.index_select(0, keep_t)
         cache = [c.index_select(0, sel) for c in cache]
+        if scorer is not None:
+            scorer.advance(sel, next_tok.reshape(-1))
         if len(keep) < a:
             rows_keep = (base + torch.arange(beam, device=device)).reshape(-1)
             mask = mask.index_select(0, rows_keep)

@@ -109,6 +109,7 @@ def cassnat_search(
     dedup: bool = True,
     seed: int | None = None,
     max_frames: int | None | Literal["auto"] = "auto",
+    ctc_weight: float = 0.0,
 ) -> list[Hypothesis]:
     """Best hypothesis per utterance. ``num_samples=1`` is greedy-alignment CASS-NAT; >1 is ESA.
 
@@ -127,6 +128,10 @@ def cassnat_search(
     A budget in frames rather than paths keeps short clips in large groups. The encoder and the
     sampling stay batched. Results do not depend on the grouping. ``"auto"`` is 8192 on CPU and
     ``None`` elsewhere: a GPU wants the one large batch.
+
+    ``ctc_weight`` w > 0 ranks ESA's hypotheses by ``(1 - w) · ranker + w · log P_ctc(y | x) /
+    (len + 1)``: the CTC forward score of the hypothesis' tokens, per token like the rankers' mean
+    log-probs. The ranker judges the tokens, CTC whether they fit the audio's frames.
     """
     if max_frames == "auto":
         max_frames = CPU_ESA_MAX_FRAMES if enc_out.device.type == "cpu" else None
@@ -140,7 +145,8 @@ def cassnat_search(
     for i, j in _groups(enc_lens.tolist(), k, max_frames):
         lens = enc_lens[i:j]
         t = max(1, int(lens.max()))  # this group's longest utterance (>= 1 frame)
-        hyps += _search_group(model, enc_out[i:j, :t], lens, paths[i:j, :, :t], ranker, dedup)
+        hyps += _search_group(model, enc_out[i:j, :t], lens, paths[i:j, :, :t], ranker, dedup,
+                              ctc_log_probs[i:j, :t], ctc_weight)
     return hyps
 
 
@@ -169,6 +175,8 @@ def _search_group(
     paths: Tensor,
     ranker: Literal["auto", "at", "nat"],
     dedup: bool,
+    ctc_log_probs: Tensor,
+    ctc_weight: float = 0.0,
 ) -> list[Hypothesis]:
     """:func:`cassnat_search` on ``paths (B, K, T)`` already sampled for these utterances."""
     b, k, t = paths.shape
@@ -205,12 +213,35 @@ def _search_group(
         row_scores = h_scores.index_select(0, h_inv)
     else:
         row_scores = (res.token_logp.sum(1) + res.eos_logp) / (n_tok + 1)
+    if k > 1 and ctc_weight > 0.0:
+        with phase("CTC ranker (ESA)"):
+            ctc = _ctc_log_prob(ctc_log_probs.index_select(0, rows_utt), lens_r, res.tokens, n_tok,
+                                model.blank_id, model.eos_id)
+        row_scores = (1.0 - ctc_weight) * row_scores + ctc_weight * ctc / (n_tok + 1)
     scores = row_scores.index_select(0, inv)  # (B*K,) per sample
     best = scores.view(b, k).argmax(dim=1)
     chosen = inv.index_select(0, torch.arange(b, device=enc_out.device) * k + best)
     return [
         _to_hypothesis(res, int(r), float(row_scores[r]), model) for r in chosen.tolist()
     ]
+
+
+def _ctc_log_prob(
+    log_probs: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor, blank: int, eos: int
+) -> Tensor:
+    """``(R,)`` log P_ctc(y | x) of each row's hypothesis y: -CTC loss, -inf where impossible.
+
+    y is what :func:`_to_hypothesis` returns: the row's tokens without blank / eos (a position
+    whose argmax is one of them carries no token, and CTC cannot score a blank label)."""
+    pos = torch.arange(tokens.size(1), device=tokens.device)[None]
+    keep = (pos < token_lens[:, None]) & (tokens != blank) & (tokens != eos)
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices  # kept ones first
+    targets = tokens.gather(1, order).clamp(min=0)
+    nll = torch.nn.functional.ctc_loss(
+        log_probs.float().transpose(0, 1), targets, lens, keep.sum(1), blank=blank,
+        reduction="none", zero_infinity=False,
+    )
+    return -nll
 
 
 def _to_hypothesis(res: NATResult, row: int, score: float, model: ASRModel) -> Hypothesis:

@@ -14,7 +14,7 @@ come from it, so a new mode is one search function plus one :func:`register_mode
 >>> "cassnat_esa" in MODES
 True
 >>> [m.name for m in recipe_default_modes()]
-['ctc_greedy', 'at_beam', 'cassnat', 'cassnat_esa']
+['ctc_greedy', 'at_beam', 'cassnat', 'cassnat_esa', 'joint_ctc_at', 'attention_rescoring']
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from casnat.config import ModelConfig
 from casnat.decode.at_beam import at_beam_search
 from casnat.decode.cassnat import cassnat_search
 from casnat.decode.ctc import ctc_greedy_search, ctc_prefix_beam_search
+from casnat.decode.joint import joint_beam_search, with_ctc_timing
+from casnat.decode.rescore import attention_rescoring
 from casnat.decode.results import Hypothesis
-from casnat.errors import UnsupportedModeError
+from casnat.errors import UnsupportedModeError, UserError
 from casnat.models.asr import ASRModel, has_at_decoder, has_nat_decoder, make_pad_mask
 
 Head = Literal["at_decoder", "nat_decoder"]
@@ -67,7 +69,13 @@ class DecodeOptions:
             "choice_help": _mode_descriptions,
         },
     )
-    beam: int = field(default=10, metadata={"help": "ctc_prefix_beam / at_beam beam size"})
+    beam: int = field(
+        default=10,
+        metadata={
+            "help": "beam size of ctc_prefix_beam, at_beam and joint_ctc_at; the CTC n-best size "
+            "of attention_rescoring"
+        },
+    )
     num_samples: int = field(default=16, metadata={"help": "cassnat_esa: K alignments"})
     threshold: float = field(
         default=0.9,
@@ -85,16 +93,50 @@ class DecodeOptions:
         },
     )
     max_len_ratio: float = field(
-        default=1.0, metadata={"help": "at_beam: max output length = this x encoder frames"}
+        default=1.0,
+        metadata={"help": "at_beam / joint_ctc_at: max output length = this x encoder frames"},
     )
     # 0 ranks by the raw sum, which favours ending early (the AT's usual deletion error).
     length_penalty: float = field(
         default=0.0,
         metadata={
-            "help": "at_beam: rank finished hypotheses by log-prob / (tokens + 1) ** this "
-            "(0 = raw sum)"
+            "help": "at_beam / joint_ctc_at: rank finished hypotheses by score / (tokens + 1) "
+            "** this (0 = raw sum)"
         },
     )
+    # Defaults tuned on FSDD dev (tools/at_diagnose.py, casnat decode --ctc-weight ...): this
+    # project's CTC head is far stronger than its AT decoder, so CTC gets the larger share, unlike
+    # ESPnet's 0.3 (there the attention decoder is the stronger one).
+    ctc_weight: float = field(
+        default=0.7,
+        metadata={
+            "help": "joint_ctc_at: score = (1 - w) log P_att + w log P_ctc (prefix scores per "
+            "step, the full-sequence CTC score at eos); 0 = at_beam, 1 = CTC only"
+        },
+    )
+    at_weight: float = field(
+        default=0.3,
+        metadata={
+            "help": "attention_rescoring: the CTC n-best ranked by w log P_att(y, eos) + (1 - w) "
+            "log P_ctc(y), both summed over the hypothesis; 0 = the CTC prefix beam's best"
+        },
+    )
+    esa_ctc_weight: float = field(
+        default=0.5,
+        metadata={
+            "help": "cassnat_esa: rank by (1 - w) ranker score + w log P_ctc(y) / (tokens + 1), "
+            "both per token (0 = the ranker alone, the behaviour before this option)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        # Weights outside [0, 1] would silently flip what a score rewards: refuse them here,
+        # where the CLI, bench-decode and the API all pass.
+        for name in ("ctc_weight", "at_weight", "esa_ctc_weight"):
+            w = getattr(self, name)
+            if not 0.0 <= w <= 1.0:
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"{flag} must be in [0, 1], got {w}")
 
 
 # search(model, enc_out (N, T, D), enc_lens (N,), ctc_log_probs (N, T, V), opts) -> best per utt
@@ -231,6 +273,39 @@ def _at_beam(model, enc_out, enc_lens, log_probs, opts):
     return [nb[0] for nb in nbest]
 
 
+def _max_len(enc_lens: Tensor, opts: DecodeOptions) -> Tensor:
+    return (enc_lens.float() * opts.max_len_ratio).long().clamp(min=1)
+
+
+def _joint_ctc_at(model, enc_out, enc_lens, log_probs, opts):
+    nbest = joint_beam_search(
+        model.at_decoder,
+        enc_out,
+        make_pad_mask(enc_lens, enc_out.size(1)),
+        log_probs,
+        beam=opts.beam,
+        sos=model.sos_id,
+        eos=model.eos_id,
+        blank=model.blank_id,
+        max_len=_max_len(enc_lens, opts),
+        ctc_weight=opts.ctc_weight,
+        length_penalty=opts.length_penalty,
+    )
+    return with_ctc_timing([nb[0] for nb in nbest], log_probs, enc_lens, model.blank_id)
+
+
+def _attention_rescoring(model, enc_out, enc_lens, log_probs, opts):
+    return attention_rescoring(
+        model.at_decoder,
+        enc_out,
+        make_pad_mask(enc_lens, enc_out.size(1)),
+        log_probs,
+        nbest=opts.beam,
+        at_weight=opts.at_weight,
+        blank=model.blank_id,
+    )
+
+
 def _cassnat(num_samples: Callable[[DecodeOptions], int]) -> SearchFn:
     def search(model, enc_out, enc_lens, log_probs, opts):
         return cassnat_search(
@@ -242,6 +317,7 @@ def _cassnat(num_samples: Callable[[DecodeOptions], int]) -> SearchFn:
             threshold=opts.threshold,
             ranker=opts.ranker,
             seed=opts.seed,
+            ctc_weight=opts.esa_ctc_weight,
         )
 
     return search
@@ -269,6 +345,17 @@ register_mode(DecodingMode(
     "CASS-NAT on K sampled alignments, the best chosen by the ranker (--num-samples, "
     "--threshold, --ranker, --seed)",
     needs=("nat_decoder",), recipe_default=True,
+))
+register_mode(DecodingMode(
+    "joint_ctc_at", _joint_ctc_at,
+    "joint CTC/attention beam search: AT beam with CTC prefix scores (--beam, --ctc-weight, "
+    "--length-penalty, --max-len-ratio)",
+    needs=("at_decoder",), recipe_default=True,
+))
+register_mode(DecodingMode(
+    "attention_rescoring", _attention_rescoring,
+    "CTC prefix beam n-best rescored by the AT decoder (--beam, --at-weight)",
+    needs=("at_decoder",), recipe_default=True,
 ))
 
 __all__ = [

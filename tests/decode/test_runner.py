@@ -22,7 +22,7 @@ CONFIGS = {
 EXPECTED = {
     "ctc": ("ctc_greedy", "ctc_prefix_beam"),
     "ctc+unused at section": ("ctc_greedy", "ctc_prefix_beam"),
-    "at": ("ctc_greedy", "ctc_prefix_beam", "at_beam"),
+    "at": ("ctc_greedy", "ctc_prefix_beam", "at_beam", "joint_ctc_at", "attention_rescoring"),
     "cassnat": ("ctc_greedy", "ctc_prefix_beam", "cassnat", "cassnat_esa"),
     "cassnat+at": MODES,
 }
