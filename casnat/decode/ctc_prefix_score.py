@@ -121,19 +121,25 @@ class CTCPrefixScorer:
         return psi
 
     def advance(self, sel: Tensor, tokens: Tensor) -> None:
-        """Keep rows ``sel (M',)`` of the last :meth:`extend`, each extended by ``tokens (M',)``
-        (which must be among that row's candidates)."""
+        """Keep rows ``sel (M',)`` of the last :meth:`extend`, each extended by ``tokens (M',)``.
+
+        A token outside its row's candidates got no CTC score, so the search gave it -inf: such a
+        row is a dead hypothesis the beam carries only when fewer live extensions exist than
+        beams (a vocabulary smaller than the beam). Its CTC state becomes -inf as well, so it
+        stays dead."""
         if self._cand is None or self._r_new is None or self._psi is None:
             raise RuntimeError("advance() needs a preceding extend()")
         cand = self._cand.index_select(0, sel)  # (M', K)
         hit = cand == tokens.reshape(-1, 1)
-        if not bool(hit.any(1).all()):
-            raise ValueError("advance(): a chosen token was not among its row's candidates")
-        k_idx = hit.long().argmax(1)  # (M',)
+        found = hit.any(1)  # (M',)
+        k_idx = hit.long().argmax(1)  # (M',); 0 for a dead row, overwritten below
         rows = torch.arange(sel.numel(), device=sel.device)
         r_sel = self._r_new.index_select(1, sel)  # (T, M', K, 2)
         self.r = r_sel[:, rows, k_idx]  # (T, M', 2)
         self.prefix_score = self._psi.index_select(0, sel)[rows, k_idx]
+        if not bool(found.all()):
+            self.r = self.r.masked_fill(~found[None, :, None], _NEG_INF)
+            self.prefix_score = self.prefix_score.masked_fill(~found, _NEG_INF)
         self.last = tokens.reshape(-1).clone()
         self.row_utt = self.row_utt.index_select(0, sel)
         self.length += 1

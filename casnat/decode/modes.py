@@ -128,6 +128,12 @@ class DecodeOptions:
             "both per token (0 = the ranker alone, the behaviour before this option)"
         },
     )
+    # bf16 runs the encoder (most of a NAT decode's time) under autocast; its output is cast
+    # back to fp32, so CTC, the alignment ops and every decoder see fp32 as in training's losses.
+    dtype: Literal["fp32", "bf16"] = field(
+        default="fp32",
+        metadata={"help": "encoder precision: bf16 autocast (CPUs with native bf16, GPUs) or fp32"},
+    )
 
     def __post_init__(self) -> None:
         # Weights outside [0, 1] would silently flip what a score rewards: refuse them here,

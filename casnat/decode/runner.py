@@ -50,11 +50,17 @@ def decode_batch(
     """
     check_mode(model, opts.mode)
     search = get_mode(opts.mode).search
-    with phase("encoder"):
+    with phase("encoder"), _autocast(feats.device, opts.dtype):
         enc = model.encode(feats, feat_lens)
+    out = enc.out.float()  # the heads and searches run in fp32 whatever the encoder ran in
     with phase("CTC head"):
-        log_probs = model.ctc(enc.out)
-    return search(model, enc.out, enc.lens, log_probs, opts)
+        log_probs = model.ctc(out)
+    return search(model, out, enc.lens, log_probs, opts)
+
+
+def _autocast(device: torch.device, dtype: str) -> torch.autocast:
+    """bf16 autocast on ``device`` for ``dtype == "bf16"``, else a disabled one."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
 
 @dataclass

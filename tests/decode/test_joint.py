@@ -89,9 +89,29 @@ def test_advance_follows_reordered_rows():
         reduction="none",
     )
     torch.testing.assert_close(scorer.full_scores(), ref, atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="not among"):
-        scorer.extend(torch.tensor([[1], [2], [3]]))
-        scorer.advance(torch.tensor([0]), torch.tensor([5]))
+    # A token outside a row's candidates (a dead hypothesis the beam carries when the
+    # vocabulary is smaller than the beam) leaves that row dead (-inf), the others untouched.
+    scorer.extend(torch.tensor([[1], [2], [3]]))
+    scorer.advance(torch.tensor([0, 1]), torch.tensor([5, 2]))
+    full = scorer.full_scores()
+    assert full[0] == float("-inf") and torch.isfinite(full[1])
+
+
+def test_joint_search_with_a_beam_wider_than_the_vocabulary():
+    """Beam 10 over 8 tokens: the beam holds dead rows from the first step (this raised)."""
+    from casnat.config import ModelConfig
+    from casnat.decode.runner import DecodeOptions, decode_batch
+    from casnat.models.asr import ASRModel
+    from casnat.testing import tiny_parts
+
+    enc, at, nat = tiny_parts(d_model=32, ffn_dim=64, conv_kernel=5, subsampling_channels=8)
+    torch.manual_seed(0)
+    cfg = ModelConfig(type="cassnat", encoder=enc, nat_decoder=nat, at_decoder=at)
+    model = ASRModel(cfg, vocab_size=8).eval()
+    feats, lens = torch.randn(2, 60, 80), torch.tensor([60, 40])
+    with torch.no_grad():
+        hyps = decode_batch(model, feats, lens, DecodeOptions(mode="joint_ctc_at", beam=10))
+    assert len(hyps) == 2 and all(isinstance(t, int) for h in hyps for t in h.tokens)
 
 
 def _search(dec, mem, mask, lp, lens, beam, ctc_weight, **kw):

@@ -39,3 +39,24 @@ def test_supported_modes_match_the_heads_the_model_builds(name):
         else:
             with pytest.raises(ValueError, match=mode):
                 check_mode(model, mode)
+
+
+
+def test_bf16_dtype_runs_the_encoder_in_bf16_and_the_searches_in_fp32():
+    import torch
+
+    from casnat.decode.runner import DecodeOptions, decode_batch
+
+    torch.manual_seed(0)
+    model = ASRModel(CONFIGS["cassnat+at"], vocab_size=8).eval()
+    dim = model.encoder.input_dim if hasattr(model.encoder, "input_dim") else ENC.input_dim
+    feats, lens = torch.randn(3, 60, dim), torch.tensor([60, 45, 30])
+    seen: list[torch.dtype] = []
+    hook = model.encoder.register_forward_hook(lambda m, i, o: seen.append(o.out.dtype))
+    with torch.no_grad():
+        for dtype in ("fp32", "bf16"):
+            for mode in ("ctc_greedy", "cassnat", "joint_ctc_at"):  # CTC, alignment op, AT
+                hyps = decode_batch(model, feats, lens, DecodeOptions(mode=mode, dtype=dtype))
+                assert len(hyps) == 3 and all(isinstance(t, int) for h in hyps for t in h.tokens)
+    hook.remove()
+    assert seen == [torch.float32] * 3 + [torch.bfloat16] * 3  # the option switched the encoder
