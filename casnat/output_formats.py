@@ -94,6 +94,8 @@ def unique_ids(sources: Sequence[str | Path]) -> list[str]:
     ['s1/a', 's2/a', 'b']
     >>> unique_ids(["d/a.wav", "d/a.flac"])
     ['a.wav', 'a.flac']
+    >>> unique_ids(["d/a.wav", "d/a.wav"])
+    ['a-1', 'a-2']
     """
     paths = [PurePath(str(s)) for s in sources]
     ids = [p.stem for p in paths]
@@ -104,9 +106,11 @@ def unique_ids(sources: Sequence[str | Path]) -> list[str]:
         for k in clash:
             ids[k] = rel[k].with_suffix("").as_posix()
         counts = Counter(ids)
-        for k in clash:
-            if counts[ids[k]] > 1:
-                ids[k] = rel[k].as_posix()
+        with_ext = {k: rel[k].as_posix() for k in clash if counts[ids[k]] > 1}
+        ext_counts = Counter(with_ext.values())
+        for k, i in with_ext.items():
+            if ext_counts[i] == 1:  # the extension tells them apart; the same file twice: -N
+                ids[k] = i
     counts, seen, out = Counter(ids), Counter(), []
     for i in ids:
         seen[i] += 1

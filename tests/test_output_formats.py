@@ -113,4 +113,4 @@ def test_unique_ids():
     assert unique_ids(["a/x.wav", "b/y.flac"]) == ["x", "y"]
     assert unique_ids(["c/a/x.wav", "c/b/x.wav", "c/z.wav"]) == ["a/x", "b/x", "z"]
     assert unique_ids(["a/x.wav", "a/x.flac"]) == ["x.wav", "x.flac"]
-    assert unique_ids(["a/x.wav", "a/x.wav"]) == ["x.wav-1", "x.wav-2"]  # same file twice
+    assert unique_ids(["a/x.wav", "a/x.wav"]) == ["x-1", "x-2"]  # same file twice

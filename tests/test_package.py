@@ -35,7 +35,7 @@ def test_readme_quickstart_is_two_commands_and_ci_runs_its_test_command():
     commands = _quickstart_commands()
     assert len(commands) == 2, commands
     recipe, tests = commands
-    assert "egs/synth_en/run.sh" in recipe and "tools/install.sh" in recipe
+    assert "egs/fsdd/run.sh" in recipe and "tools/install.sh" in recipe  # real speech first
     install, test_cmd = (part.strip() for part in tests.split("&&")[-2:])
     assert install == "bash tools/install.sh --dev"
     ci = [ln.strip() for ln in (REPO_ROOT / ".ci" / "run").read_text().splitlines()]

@@ -14,7 +14,7 @@ come from it, so a new mode is one search function plus one :func:`register_mode
 >>> "cassnat_esa" in MODES
 True
 >>> [m.name for m in recipe_default_modes()]
-['ctc_greedy', 'at_beam', 'cassnat', 'cassnat_esa', 'joint_ctc_at', 'attention_rescoring']
+['ctc_greedy', 'at_beam', 'joint_ctc_at', 'attention_rescoring', 'cassnat', 'cassnat_esa']
 """
 
 from __future__ import annotations
@@ -342,17 +342,6 @@ register_mode(DecodingMode(
     needs=("at_decoder",), recipe_default=True,
 ))
 register_mode(DecodingMode(
-    "cassnat", _cassnat(lambda opts: 1),
-    "CASS-NAT: all tokens in one pass on the greedy CTC alignment",
-    needs=("nat_decoder",), recipe_default=True,
-))
-register_mode(DecodingMode(
-    "cassnat_esa", _cassnat(lambda opts: opts.num_samples),
-    "CASS-NAT on K sampled alignments, the best chosen by the ranker (--num-samples, "
-    "--threshold, --ranker, --seed)",
-    needs=("nat_decoder",), recipe_default=True,
-))
-register_mode(DecodingMode(
     "joint_ctc_at", _joint_ctc_at,
     "joint CTC/attention beam search: AT beam with CTC prefix scores (--beam, --ctc-weight, "
     "--length-penalty, --max-len-ratio)",
@@ -362,6 +351,17 @@ register_mode(DecodingMode(
     "attention_rescoring", _attention_rescoring,
     "CTC prefix beam n-best rescored by the AT decoder (--beam, --at-weight)",
     needs=("at_decoder",), recipe_default=True,
+))
+register_mode(DecodingMode(
+    "cassnat", _cassnat(lambda opts: 1),
+    "CASS-NAT: all tokens in one pass on the greedy CTC alignment",
+    needs=("nat_decoder",), recipe_default=True,
+))
+register_mode(DecodingMode(
+    "cassnat_esa", _cassnat(lambda opts: opts.num_samples),
+    "CASS-NAT on K sampled alignments, the best chosen by the ranker (--num-samples, "
+    "--threshold, --ranker, --seed)",
+    needs=("nat_decoder",), recipe_default=True,
 ))
 
 __all__ = [

@@ -40,8 +40,8 @@ from casnat.profiling import phase
 from casnat.testing import tiny_config, tiny_parts
 
 TOY = "toy_loudest"
-BUILTIN = ("ctc_greedy", "ctc_prefix_beam", "at_beam", "cassnat", "cassnat_esa", "joint_ctc_at",
-           "attention_rescoring")
+BUILTIN = ("ctc_greedy", "ctc_prefix_beam", "at_beam", "joint_ctc_at", "attention_rescoring",
+           "cassnat", "cassnat_esa")
 
 
 def _loudest_token(model, enc_out, enc_lens, log_probs, opts) -> list[Hypothesis]:
@@ -85,9 +85,9 @@ def ctc_exp(tiny_fsdd, tmp_path_factory) -> tuple[Path, Path]:
 
 def test_builtin_modes_in_order():
     assert tuple(MODES) == BUILTIN and MODES == BUILTIN and len(MODES) == 7
-    assert [m.name for m in recipe_default_modes()] == ["ctc_greedy", "at_beam", "cassnat",
-                                                        "cassnat_esa", "joint_ctc_at",
-                                                        "attention_rescoring"]
+    assert [m.name for m in recipe_default_modes()] == ["ctc_greedy", "at_beam", "joint_ctc_at",
+                                                        "attention_rescoring", "cassnat",
+                                                        "cassnat_esa"]
 
 
 def test_toy_mode_in_list_modes_decode_and_bench(toy_mode, ctc_exp, tmp_path, capsys):

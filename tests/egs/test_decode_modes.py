@@ -20,8 +20,9 @@ pytestmark = pytest.mark.skipif(
     "model_type,expected",
     [
         ("ctc", "ctc_greedy"),
-        ("at", "ctc_greedy at_beam"),
-        ("cassnat", "ctc_greedy at_beam cassnat cassnat_esa"),  # tiny_config gives it an AT
+        ("at", "ctc_greedy at_beam joint_ctc_at attention_rescoring"),
+        # tiny_config gives the CASS-NAT model an AT ranker, hence the AT modes
+        ("cassnat", "ctc_greedy at_beam joint_ctc_at attention_rescoring cassnat cassnat_esa"),
     ],
 )
 def test_default_modes_follow_the_saved_config(tmp_path, model_type, expected):
