@@ -163,4 +163,5 @@ def test_disk_full_writing_the_output_is_one_line_and_keeps_the_old_file(model, 
     assert out.read_text() == "old\n"
     assert not list(tmp_path.glob(".*.tmp"))
     # The results still reached stdout, under unique ids (the same file given twice).
-    assert [line.split()[0] for line in proc.stdout.splitlines()] == ["3_jackson_0-1", "3_jackson_0-2"]
+    ids = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert ids == ["3_jackson_0-1", "3_jackson_0-2"]
