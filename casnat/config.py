@@ -135,6 +135,10 @@ class DataConfig:
     spec_augment: SpecAugmentConfig | None = field(default_factory=SpecAugmentConfig)
     on_the_fly_feats: bool = False  # compute fbank in the dataloader instead of reading storage
     num_workers: int = 0
+    # Check every manifest line before training (one streaming pass, a malformed line is one
+    # error naming file:line). Costs start-up time proportional to the corpus (8.7 s per 50k
+    # cuts here, under load: ~3 min per million); false for a large, already-checked corpus.
+    check_manifests: bool = True
     augment: AugmentConfig | None = None  # waveform augmentation (needs on_the_fly_feats)
 
 

@@ -46,3 +46,19 @@ def test_missing_train_manifest_names_key_and_file(tiny_fsdd, tmp_path):
     cfg = replace(cfg, data=replace(cfg.data, train_cuts=str(tmp_path / "nope.jsonl.gz")))
     with pytest.raises(UserError, match=r"data.train_cuts.*nope.jsonl.gz"):
         prepare_experiment(cfg, tmp_path / "exp", ONE_PROCESS)
+
+
+def test_manifest_check_can_be_skipped_for_large_checked_corpora(tmp_path):
+    """data.check_manifests: a malformed line is one error naming file:line when checked;
+    unchecked, the manifest is opened lazily without reading it (the cost is start-up time)."""
+    import gzip
+
+    from casnat.errors import UserError
+    from casnat.train.experiment import _open_cuts
+
+    bad = tmp_path / "cuts.jsonl.gz"
+    with gzip.open(bad, "wt") as f:
+        f.write("{not json\n")
+    with pytest.raises(UserError, match=r"cuts.jsonl.gz:1: not valid JSON"):
+        _open_cuts(str(bad), "train_cuts", check=True)
+    _open_cuts(str(bad), "train_cuts", check=False)  # no read, no error
