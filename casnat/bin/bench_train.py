@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-cuts", type=Path, action="append", default=[],
                    help="train cuts for each --config, in order, or 'build' "
                    "(default: data.train_cuts, else build)")
-    p.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
+    p.add_argument("--precisions", default=None,
+                   help="comma-separated: fp32, bf16 (default: both where the CPU has native "
+                   "bf16, else fp32 alone: emulated bf16 runs at < 1 GFLOP/s)")
     p.add_argument("--steps", type=int, default=6, help="timed steps per precision")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--num-threads", type=int, default=2)
@@ -38,14 +40,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from casnat.atomic import atomic_write_text
-    from casnat.train.benchmark import BenchOptions, format_report, run_benchmark
+    from casnat.train.benchmark import (BenchOptions, default_precisions, format_report,
+                                        run_benchmark)
+
+    precisions = (tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+                  if args.precisions else default_precisions())
 
     with tempfile.TemporaryDirectory(prefix="casnat-bench-train-") as tmp:
         opts = BenchOptions(
             configs=tuple(args.config),
             work_dir=args.work_dir or Path(tmp),
             train_cuts=tuple(args.train_cuts),
-            precisions=tuple(p.strip() for p in args.precisions.split(",") if p.strip()),
+            precisions=precisions,
             steps=args.steps,
             warmup=args.warmup,
             num_threads=args.num_threads,

@@ -96,15 +96,25 @@ class ConfigRun:
     runs: dict[str, PrecisionRun]
 
 
-def measure_gemm_peaks(reps: int = 5) -> dict[str, float]:
-    """Best GFLOP/s of fp32 and bf16 matmuls over :data:`GEMM_SHAPES`, at the current threads."""
+def measure_gemm_peaks(reps: int = 5, max_call_s: float = 0.25) -> dict[str, float]:
+    """Best GFLOP/s of fp32 and bf16 matmuls over :data:`GEMM_SHAPES`, at the current threads.
+
+    Shapes run smallest first, and a dtype stops at the first shape whose single call takes
+    longer than ``max_call_s``: on a CPU without native bf16 oneDNN emulates it at well under
+    1 GFLOP/s, where one 2048^3 product would take a minute; the small shape already says so.
+    """
     peaks = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         best = 0.0
-        for m, k, n in GEMM_SHAPES:
+        for m, k, n in sorted(GEMM_SHAPES, key=lambda s: s[0] * s[1] * s[2]):
             a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-            inner = max(1, int(2e9 // (2 * m * k * n)))  # ~2 GFLOP per timing
-            torch.mm(a, b)
+            t0 = time.perf_counter()
+            torch.mm(a, b)  # warm-up, and a first estimate of the rate
+            first = time.perf_counter() - t0
+            best = max(best, 2 * m * k * n / first / 1e9)
+            if first > max_call_s:
+                break
+            inner = max(1, min(int(2e9 // (2 * m * k * n)), int(0.5 / max(first, 1e-6))))
             for _ in range(reps):
                 t0 = time.perf_counter()
                 for _ in range(inner):
@@ -112,6 +122,14 @@ def measure_gemm_peaks(reps: int = 5) -> dict[str, float]:
                 best = max(best, 2 * m * k * n * inner / (time.perf_counter() - t0) / 1e9)
         peaks[name] = best
     return peaks
+
+
+def default_precisions() -> tuple[str, ...]:
+    """fp32 and bf16 where the CPU runs bf16 natively; fp32 alone where bf16 would be emulated
+    (a bf16 training step there takes minutes and says nothing ``amp_dtype: auto`` would use)."""
+    from casnat.train.precision import cpu_bf16_support
+
+    return ("fp32", "bf16") if cpu_bf16_support()[0] else ("fp32",)
 
 
 def _recipe_dir(config: Path) -> Path:
@@ -302,12 +320,16 @@ def run_benchmark(opts: BenchOptions) -> tuple[list[ConfigRun], dict[str, float]
 
 def format_report(results: list[ConfigRun], peaks: dict[str, float], opts: BenchOptions) -> str:
     """The Markdown tables: throughput and phases, then FLOP rates against the peaks."""
+    from casnat.train.precision import cpu_bf16_support
+
     load = os.getloadavg()
+    native, why = cpu_bf16_support()
     lines = [
         f"Threads {opts.num_threads}; {opts.warmup} warm-up + {opts.steps} timed steps per "
         f"precision, interleaved; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"GEMM peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
-        f"(best of {', '.join('x'.join(map(str, s)) for s in GEMM_SHAPES)}).",
+        f"(best of {', '.join('x'.join(map(str, s)) for s in GEMM_SHAPES)}"
+        f"{'' if native else '; bf16 is emulated here: ' + why}).",
         "",
         "| config | precision | utts/step | frames/step | step s | frames/s | x fp32 "
         "| data % | forward % | align % | backward % | optimizer % |",
@@ -348,4 +370,4 @@ def format_report(results: list[ConfigRun], peaks: dict[str, float], opts: Bench
 
 
 __all__ = ["BenchOptions", "ConfigRun", "PrecisionRun", "bench_config", "format_report",
-           "measure_gemm_peaks", "run_benchmark"]
+           "default_precisions", "measure_gemm_peaks", "run_benchmark"]

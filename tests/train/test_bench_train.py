@@ -26,7 +26,7 @@ def test_bench_train_reports_both_precisions_per_phase(tiny_fsdd, tmp_path, caps
     out = tmp_path / "bench.md"
     rc = main([
         "bench-train", "--config", str(conf), "--steps", "2", "--warmup", "1",
-        "--num-threads", "1", "--gemm-reps", "1", "--work-dir", str(tmp_path / "work"),
+        "--precisions", "fp32,bf16", "--num-threads", "1", "--gemm-reps", "1", "--work-dir", str(tmp_path / "work"),
         "--out", str(out),
     ])
     assert rc == 0
@@ -47,3 +47,40 @@ def test_bench_train_reports_both_precisions_per_phase(tiny_fsdd, tmp_path, caps
     for r in flops:
         step_gflop, enc_gflop = float(r[2]), float(r[6])
         assert step_gflop > enc_gflop > 0  # the encoder is part of the step
+
+
+def test_bench_train_leaves_out_emulated_bf16_by_default(tiny_fsdd, tmp_path, capsys, monkeypatch):
+    """Where bf16 would be emulated (minutes per step), the default runs fp32 alone and says why."""
+    from casnat.train import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: (False, "no native bf16 here"))
+    conf = tmp_path / "tiny" / "conf" / "cassnat.yaml"
+    conf.parent.mkdir(parents=True)
+    save_config(tiny_config(tiny_fsdd, "cassnat"), conf)
+    rc = main(["bench-train", "--config", str(conf), "--steps", "1", "--warmup", "0",
+               "--num-threads", "1", "--gemm-reps", "1", "--work-dir", str(tmp_path / "work")])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    rows = _rows(printed, "| config | precision | utts/step")
+    assert [r[1] for r in rows] == ["fp32"]
+    assert "bf16 is emulated here: no native bf16 here" in printed
+
+
+def test_gemm_peaks_stop_at_a_slow_shape(monkeypatch):
+    """A dtype whose first product is slow is not timed on the bigger shapes (an emulated bf16
+    2048^3 product takes about a minute)."""
+    from casnat.train import benchmark
+
+    calls = []
+    real_mm = benchmark.torch.mm
+
+    def mm(a, b):
+        calls.append((a.dtype, a.shape[0] * a.shape[1] * b.shape[1]))
+        return real_mm(a, b)
+
+    monkeypatch.setattr(benchmark.torch, "mm", mm)
+    peaks = benchmark.measure_gemm_peaks(reps=1, max_call_s=0.0)  # every first call is "slow"
+    assert peaks["fp32"] > 0 and peaks["bf16"] > 0
+    smallest = min(m * k * n for m, k, n in benchmark.GEMM_SHAPES)
+    assert {size for _, size in calls} == {smallest}  # one call per dtype, smallest shape only
+    assert len(calls) == 2
