@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-duration", type=float, default=None, help="override data.max_duration")
     p.add_argument("--num-workers", type=int, default=None, help="override data.num_workers")
     p.add_argument("--gemm-reps", type=int, default=5, help="timings per GEMM peak shape")
+    p.add_argument("--torch-ops", action="store_true",
+                   help="also time fp32 with torch's own dropout and NCHW conv weights (the "
+                   "trainer before casnat's CPU kernels), as row fp32-torch-ops")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder (inductor)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="built corpora and tokenizers go here (default: a temp dir, removed)")
@@ -40,8 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from casnat.atomic import atomic_write_text
-    from casnat.train.benchmark import (BenchOptions, default_precisions, format_report,
-                                        run_benchmark)
+    from casnat.train.benchmark import (
+        BenchOptions,
+        default_precisions,
+        format_report,
+        run_benchmark,
+    )
 
     precisions = (tuple(p.strip() for p in args.precisions.split(",") if p.strip())
                   if args.precisions else default_precisions())
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             num_workers=args.num_workers,
             compile_encoder=args.compile,
             gemm_reps=args.gemm_reps,
+            torch_ops=args.torch_ops,
         )
         results, peaks = run_benchmark(opts)
     table = format_report(results, peaks, opts)

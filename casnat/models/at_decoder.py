@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from casnat.config import ATDecoderConfig
 from casnat.nn.attention import KV, MultiHeadAttention
+from casnat.nn.dropout import Dropout
 from casnat.nn.feed_forward import FeedForward
 from casnat.nn.masks import causal_mask, lengths_to_mask
 from casnat.nn.positional import PositionalEncoding
@@ -64,7 +65,7 @@ class ATDecoderLayer(nn.Module):
         self.src_attn = MultiHeadAttention(d_model, num_heads, dropout)
         self.norm_ff = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ffn_dim, dropout, "relu")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self,

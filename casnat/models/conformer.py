@@ -21,6 +21,7 @@ from casnat.config import EncoderConfig
 from casnat.models.encoder import EncoderOutput
 from casnat.nn.attention import RelPositionMultiHeadAttention
 from casnat.nn.convolution import ConvolutionModule
+from casnat.nn.dropout import Dropout
 from casnat.nn.feed_forward import FeedForward
 from casnat.nn.masks import lengths_to_mask
 from casnat.nn.positional import RelPositionalEncoding
@@ -49,7 +50,7 @@ class ConformerBlock(nn.Module):
         self.norm_ff2 = nn.LayerNorm(d_model)
         self.ff2 = FeedForward(d_model, ffn_dim, dropout, "swish")
         self.norm_out = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, pos_emb: Tensor, mask: Tensor) -> Tensor:
         """x (N, T, D), pos_emb (1, 2T-1, D), mask (N, T) bool -> (N, T, D)."""

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from casnat.config import NATDecoderConfig
 from casnat.nn.attention import KV, BoundedRelPositionAttention, MultiHeadAttention
 from casnat.nn.convolution import ConvolutionModule
+from casnat.nn.dropout import Dropout
 from casnat.nn.feed_forward import FeedForward
 
 
@@ -71,7 +72,7 @@ class NATBlock(nn.Module):
         self.norm_ff2 = nn.LayerNorm(d_model)
         self.ff2 = FeedForward(d_model, ffn_dim, dropout, "swish")
         self.norm_out = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self,

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from casnat.nn.attention import KV, MultiHeadAttention
+from casnat.nn.dropout import Dropout
 from casnat.nn.feed_forward import FeedForward
 from casnat.nn.positional import sinusoidal_encoding
 
@@ -32,7 +33,7 @@ class TAEExtractor(nn.Module):
         self.norm_ff = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ffn_dim, dropout, "swish")
         self.norm_out = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, enc_out: Tensor, trigger_mask: Tensor, kv: KV | None = None) -> Tensor:
         """Extract one embedding per decoder position.

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from casnat.nn.dropout import Dropout
+
 KV = tuple[Tensor, Tensor]  # projected keys and values, each (N, H, Lk, dk)
 
 
@@ -39,7 +41,7 @@ class MultiHeadAttention(nn.Module):
         self.linear_k = nn.Linear(d_model, d_model)
         self.linear_v = nn.Linear(d_model, d_model)
         self.linear_out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _heads(self, x: Tensor, linear: nn.Linear) -> Tensor:
         """(N, L, D) -> projected and split (N, H, L, dk)."""

@@ -16,6 +16,8 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from casnat.nn.dropout import Dropout
+
 
 class ConvolutionModule(nn.Module):
     """Depthwise-separable gated convolution over time.
@@ -47,7 +49,7 @@ class ConvolutionModule(nn.Module):
         self.norm = nn.BatchNorm1d(d_model) if norm == "batch_norm" else nn.LayerNorm(d_model)
         self.act = nn.SiLU()
         self.pointwise2 = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x (N, T, D), mask (N, T) bool True = valid -> (N, T, D)."""

@@ -11,6 +11,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from casnat.nn.dropout import Dropout
+
 _ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
@@ -35,7 +37,7 @@ class FeedForward(nn.Module):
             )
         self.w1 = nn.Linear(d_model, ffn_dim)
         self.act = _ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.w2 = nn.Linear(ffn_dim, d_model)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from casnat.nn.dropout import Dropout
+
 
 def sinusoidal_encoding(positions: Tensor, d_model: int) -> Tensor:
     """Sinusoidal embedding of (possibly negative) positions.
@@ -46,7 +48,7 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.xscale = math.sqrt(d_model) if scale else 1.0
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (N, L, D) -> (N, L, D)."""
@@ -67,7 +69,7 @@ class RelPositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (N, T, D) -> (x' (N, T, D), pos_emb (1, 2T-1, D))."""

@@ -13,6 +13,7 @@ without padding every valid output frame is computed from valid input frames onl
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 MIN_FRAMES = 7  # shortest input with one output frame
@@ -45,6 +46,10 @@ class Conv2dSubsampling4(nn.Module):
             nn.Conv2d(c, c, 3, 2),
             nn.ReLU(),
         )
+        # channels_last (NHWC) weights put oneDNN on its fast path: forward + backward of this
+        # front end 1.5x faster on a 2-core CPU (202 vs 302 ms for 22 x 3.3 s). Converting only the
+        # input or the weights per call does not help. Values and state-dict keys are unchanged.
+        self.conv.to(memory_format=torch.channels_last)
         freq = ((input_dim - 1) // 2 - 1) // 2
         if freq < 1:
             raise ValueError(f"input_dim={input_dim} too small for x4 subsampling (need >= 7)")
@@ -56,7 +61,8 @@ class Conv2dSubsampling4(nn.Module):
             raise ValueError(
                 f"feats: need at least {MIN_FRAMES} frames for x4 subsampling, got T={x.size(1)}"
             )
-        y = self.conv(x.unsqueeze(1))  # (N, D, T', F')
+        x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        y = self.conv(x)  # (N, D, T', F')
         n, c, t, f = y.shape
         y = self.out(y.transpose(1, 2).reshape(n, t, c * f))
         return y, subsampled_lengths(lens)

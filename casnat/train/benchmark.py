@@ -63,6 +63,7 @@ class BenchOptions:
     num_workers: int | None = None  # override data.num_workers
     compile_encoder: bool = False  # torch.compile(dynamic=True) the encoder (inductor)
     gemm_reps: int = 5  # timings per GEMM shape and dtype (the best counts)
+    torch_ops: bool = False  # also time fp32 with torch's dropout and NCHW convs ("fp32-torch-ops")
 
 
 @dataclass
@@ -130,6 +131,24 @@ def default_precisions() -> tuple[str, ...]:
     from casnat.train.precision import cpu_bf16_support
 
     return ("fp32", "bf16") if cpu_bf16_support()[0] else ("fp32",)
+
+
+TORCH_OPS = "fp32-torch-ops"
+
+
+def use_torch_ops(model: torch.nn.Module) -> torch.nn.Module:
+    """Undo casnat's CPU kernels in ``model``: ``torch.nn.Dropout`` for casnat's dropout and
+    contiguous (NCHW) conv weights, i.e. the trainer as it ran before them (the baseline row)."""
+    from casnat.nn.dropout import Dropout
+
+    for parent in model.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Dropout):
+                setattr(parent, name, torch.nn.Dropout(child.p))
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.data = m.weight.data.contiguous()
+    return model
 
 
 def _recipe_dir(config: Path) -> Path:
@@ -248,16 +267,19 @@ def bench_config(config: Path, override: Path | None, opts: BenchOptions) -> Con
 
     cpu = torch.device("cpu")
     precs, models, opts_, runs = {}, {}, {}, {}
-    for p in opts.precisions:
-        precs[p] = resolve_precision(cpu, amp=True, amp_dtype=p)
+    variants = list(opts.precisions) + ([TORCH_OPS] if opts.torch_ops else [])
+    for p in variants:
+        precs[p] = resolve_precision(cpu, amp=True, amp_dtype="fp32" if p == TORCH_OPS else p)
         torch.manual_seed(cfg.train.seed)  # the same initial weights in every precision
         model = ASRModel(cfg.model, exp.tokenizer.vocab_size, cfg.features.num_mel_bins)
         model.set_cmvn(exp.cmvn_mean, exp.cmvn_std)
+        if p == TORCH_OPS:
+            use_torch_ops(model)
         if opts.compile_encoder:
             model.encoder = torch.compile(model.encoder, dynamic=True)
         model.train()
         models[p], opts_[p], runs[p] = model, _make_optimizer(model, cfg), PrecisionRun(p)
-    recorders = {p: PhaseRecorder() for p in opts.precisions}
+    recorders = {p: PhaseRecorder() for p in variants}
 
     it = _batches(exp.train_loader, exp.sampler)
     timed: list = []
@@ -265,7 +287,7 @@ def bench_config(config: Path, override: Path | None, opts: BenchOptions) -> Con
         t0 = time.perf_counter()
         batch = next(it)
         wait = time.perf_counter() - t0
-        for p in opts.precisions:
+        for p in variants:
             if i < opts.warmup:
                 _train_step(models[p], opts_[p], precs[p], batch, cfg.train.grad_clip)
                 continue
@@ -285,7 +307,7 @@ def bench_config(config: Path, override: Path | None, opts: BenchOptions) -> Con
         runs[p].seconds["forward"] -= runs[p].seconds["align"]  # exclusive forward time
 
     for batch in timed:  # the encoder alone, forward + backward, interleaved as well
-        for p in opts.precisions:
+        for p in variants:
             t0 = time.perf_counter()
             _encoder_pass(models[p], precs[p], batch)
             runs[p].encoder_seconds += time.perf_counter() - t0
@@ -370,4 +392,4 @@ def format_report(results: list[ConfigRun], peaks: dict[str, float], opts: Bench
 
 
 __all__ = ["BenchOptions", "ConfigRun", "PrecisionRun", "bench_config", "format_report",
-           "default_precisions", "measure_gemm_peaks", "run_benchmark"]
+           "default_precisions", "measure_gemm_peaks", "run_benchmark", "use_torch_ops"]

@@ -26,7 +26,8 @@ def test_bench_train_reports_both_precisions_per_phase(tiny_fsdd, tmp_path, caps
     out = tmp_path / "bench.md"
     rc = main([
         "bench-train", "--config", str(conf), "--steps", "2", "--warmup", "1",
-        "--precisions", "fp32,bf16", "--num-threads", "1", "--gemm-reps", "1", "--work-dir", str(tmp_path / "work"),
+        "--precisions", "fp32,bf16", "--num-threads", "1", "--gemm-reps", "1",
+        "--work-dir", str(tmp_path / "work"),
         "--out", str(out),
     ])
     assert rc == 0
