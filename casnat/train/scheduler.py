@@ -31,8 +31,11 @@ def noam_factor(warmup_steps: int) -> Callable[[int], float]:
 
 
 def cosine_factor(
-    warmup_steps: int, max_steps: int, min_ratio: float = 0.0
+    warmup_steps: int, max_steps: int, min_ratio: float = 0.0,
+    end: Callable[[], int] | None = None,
 ) -> Callable[[int], float]:
+    """``end``: where the cosine ends, read at every step (default ``max_steps``). The trainer
+    moves it earlier, once, when ``train.max_minutes`` will stop the run before ``max_steps``."""
     warmup = max(1, warmup_steps)
     if max_steps <= warmup:
         raise ValueError(f"cosine schedule: max_steps ({max_steps}) must exceed warmup_steps "
@@ -42,7 +45,8 @@ def cosine_factor(
         s = max(1, step)
         if s <= warmup:
             return s / warmup
-        frac = min(1.0, (s - warmup) / (max_steps - warmup))
+        last = max(warmup + 1, end()) if end is not None else max_steps
+        frac = min(1.0, (s - warmup) / (last - warmup))
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
     return factor
@@ -54,14 +58,16 @@ def make_scheduler(
     warmup_steps: int,
     max_steps: int | None = None,
     min_ratio: float = 0.0,
+    end: Callable[[], int] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """LambdaLR whose factor multiplies each group's initial lr (set that to the peak LR)."""
+    """LambdaLR whose factor multiplies each group's initial lr (set that to the peak LR).
+    ``end`` (cosine only): see :func:`cosine_factor`."""
     if kind == "noam":
         f = noam_factor(warmup_steps)
     elif kind == "cosine":
         if not max_steps:
             raise ValueError("train.lr_schedule 'cosine' needs train.max_steps (where it ends)")
-        f = cosine_factor(warmup_steps, max_steps, min_ratio)
+        f = cosine_factor(warmup_steps, max_steps, min_ratio, end)
     else:
         raise ValueError(f"unknown train.lr_schedule '{kind}' (noam or cosine)")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch_step: f(epoch_step + 1))

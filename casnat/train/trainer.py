@@ -14,6 +14,7 @@ up to ``2 * num_workers`` batches beyond the checkpoint, and those are skipped o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -67,6 +68,9 @@ class TrainState:
     # of consecutive ones, which train.max_nonfinite_steps bounds).
     nonfinite_steps: int = 0
     nonfinite_in_row: int = 0
+    # Where the run ends (and a cosine LR schedule anneals to its floor): 0 = train.max_steps.
+    # Set once, when train.max_minutes will run out first (see _fit_schedule_to_budget).
+    schedule_end: int = 0
 
 
 class TrainingDivergedError(UserError, RuntimeError):
@@ -137,6 +141,7 @@ def _checkpoint_state(
         "skipped_audio": gather_per_rank(state.skipped_audio),
         "nonfinite_steps": state.nonfinite_steps,
         "nonfinite_in_row": state.nonfinite_in_row,
+        "schedule_end": state.schedule_end,
         "torch_rng": torch.get_rng_state(),
         "dataset_rng": (
             gather_per_rank(dataset_generator.get_state())
@@ -201,16 +206,18 @@ def _train(
     model.to(dev)
     optimizer = _make_optimizer(model, cfg)
     tc = cfg.train
+    # The scheduler reads state.schedule_end through a closure: a resume updates state in place.
+    state = TrainState()
     try:
         scheduler = make_scheduler(
-            optimizer, tc.lr_schedule, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio
+            optimizer, tc.lr_schedule, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio,
+            end=lambda: state.schedule_end or tc.max_steps or 0,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
     prec = resolve_precision(dev, tc.amp, tc.amp_dtype)
     logger.info(prec.describe())
     scaler = torch.amp.GradScaler("cuda", enabled=prec.grad_scaler)
-    state = TrainState()
 
     # 3. Resume from the newest checkpoint, if asked and one exists. A damaged one (writes are
     # atomic, so only the disk or a person can damage one) is named in a warning and the
@@ -233,7 +240,7 @@ def _train(
             )
         sampler.load_state_dict(samplers[info.rank])
         skipped = ck.get("skipped_audio") or [0] * info.world_size
-        state = TrainState(
+        restored = TrainState(
             ck["epoch"],
             ck["step"],
             ck["batches_in_epoch"],
@@ -241,7 +248,10 @@ def _train(
             skipped[info.rank],
             ck.get("nonfinite_steps", 0),
             ck.get("nonfinite_in_row", 0),
+            ck.get("schedule_end", 0),
         )
+        for f in dataclasses.fields(TrainState):
+            setattr(state, f.name, getattr(restored, f.name))
         torch.set_rng_state(ck["torch_rng"])
         if gen is not None and ck.get("dataset_rng") is not None:
             gen.set_state(ck["dataset_rng"][info.rank])
@@ -257,6 +267,7 @@ def _train(
 
     # 4. The loop.
     t_start = time.monotonic()
+    step_at_start = state.step
     deadline = t_start + tc.max_minutes * 60 if tc.max_minutes else None
     batch_log = (exp_dir / f"batches.rank{info.rank}.txt").open("a") if dump_batch_ids else None
     valid_loss = math.nan
@@ -324,8 +335,12 @@ def _train(
             else:
                 state.nonfinite_in_row = 0
             optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
             state.step += 1
+            if state.step == _budget_check_step(tc) and deadline and not state.schedule_end:
+                state.schedule_end = _fit_schedule_to_budget(
+                    state.step, state.step - step_at_start, t_start, deadline, tc, logger
+                )
+            scheduler.step()
 
             if state.step % tc.log_interval == 0:
                 elapsed = time.monotonic() - t_window
@@ -347,7 +362,8 @@ def _train(
                 if info.is_main:
                     atomic_torch_save(ck, exp_dir / f"ckpt-{state.step}.pt")
                     prune(step_checkpoints(exp_dir), keep=2)
-            if (tc.max_steps and state.step >= tc.max_steps) or (
+            end = state.schedule_end or tc.max_steps
+            if (end and state.step >= end) or (
                 deadline and time.monotonic() > deadline
             ):
                 stop = True
@@ -446,6 +462,38 @@ def _check_ranks_agree(model: torch.nn.Module, info: DistInfo, logger: TrainLogg
             f"weights differ between the {info.world_size} ranks: max abs difference {diff:.3e} "
             "(the checkpoints hold rank 0's)"
         )
+
+
+def _budget_check_step(tc) -> int:
+    """The step at which the run's pace is measured against train.max_minutes: the end of the
+    LR warm-up (the decay has not begun, so moving its end changes no LR already used), and at
+    least 20 steps in, for a stable rate."""
+    return max(20, tc.warmup_steps)
+
+
+def _fit_schedule_to_budget(step: int, steps_run: int, t_start: float, deadline: float, tc,
+                            logger, now: float | None = None) -> int:
+    """The step where the run will end: train.max_steps, or fewer when train.max_minutes will
+    run out first at the pace measured so far (with 5% kept for validation and checkpoints).
+
+    Without this a time-capped run on a slower machine stops part-way down its cosine, at a high
+    learning rate, and is much worse than the same minutes spent on a schedule that ends when
+    the time does. Every rank gets the same step (the mean of their estimates)."""
+    now = time.monotonic() if now is None else now
+    per_step = (now - t_start) / max(1, steps_run)
+    fit = step + 0.95 * (deadline - now) / max(per_step, 1e-9)
+    fit = float(all_reduce_sum(torch.tensor([fit], dtype=torch.float64))[0]) / max(
+        1, dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
+    fit_steps = max(step + 1, int(fit))
+    if tc.max_steps and fit_steps >= tc.max_steps:
+        return 0  # max_steps fits: nothing changes
+    what = f"of train.max_steps={tc.max_steps} " if tc.max_steps else ""
+    logger.info(
+        f"step {step}: {per_step:.2f} s/step leaves time for ~{fit_steps} steps {what}in "
+        f"train.max_minutes={tc.max_minutes}; the run ends there"
+        + (" and the cosine LR schedule anneals by then" if tc.lr_schedule == "cosine" else "")
+    )
+    return fit_steps
 
 
 def _eta(state: TrainState, tc, t_start: float, deadline: float | None, sampler) -> float:

@@ -117,3 +117,42 @@ def test_bad_audio_is_skipped_named_and_counted_without_losing_data(
             for cut_id in line.split()[1:]
         }
         assert seen == {c.id for c in good}
+
+
+def test_fit_schedule_to_budget_moves_the_end_only_when_time_runs_out_first():
+    from casnat.train.trainer import _fit_schedule_to_budget
+
+    class Log:
+        lines: list[str] = []
+
+        def info(self, msg: str) -> None:
+            self.lines.append(msg)
+
+    tc = replace(tiny_config(Path("."), max_steps=1000, max_minutes=10.0).train,
+                 lr_schedule="cosine")
+    log = Log()
+    # 20 steps in 60 s (3 s/step), 540 s left: 0.95 * 540 / 3 = 171 more steps -> ends at 191.
+    assert _fit_schedule_to_budget(20, 20, 0.0, 600.0, tc, log, now=60.0) == 191
+    assert "~191 steps of train.max_steps=1000" in log.lines[-1] and "anneals" in log.lines[-1]
+    # Fast enough for max_steps: unchanged (0 = max_steps).
+    assert _fit_schedule_to_budget(20, 20, 0.0, 600.0, tc, log, now=2.0) == 0
+
+
+def test_time_capped_run_anneals_by_the_step_its_minutes_allow(tiny_fsdd, tmp_path, monkeypatch):
+    """max_minutes binds before max_steps: the run ends at the step it fitted, on the floor LR."""
+    import casnat.train.trainer as trainer
+
+    clock = iter(range(10**9))  # a fake clock: every reading is 0.25 s after the previous one
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: next(clock) * 0.25)
+    cfg = tiny_config(tiny_fsdd, max_steps=100000, max_epochs=1000, max_minutes=0.5,
+                      warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.1)
+    exp = tmp_path / "exp"
+    summary = train(cfg, exp, device="cpu")
+    log = (exp / "train.log").read_text()
+    m = re.search(r"time for ~(\d+) steps of train.max_steps=100000", log)
+    assert m, log
+    end = int(m.group(1))
+    assert 20 < end < 100000 and summary.steps == end
+    ck = load_checkpoint(latest_checkpoint(exp))
+    assert ck["schedule_end"] == end
+    assert ck["scheduler"]["_last_lr"][0] == pytest.approx(2e-3 * 0.1)
