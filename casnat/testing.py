@@ -363,6 +363,19 @@ def fault_runner_main(argv: list[str]) -> int:
     return main(argv)
 
 
+def load_tool(name: str):  # noqa: ANN201 - a module
+    """The script ``tools/{name}.py`` of the repository as a module (tools are scripts, not a
+    package; tests call their functions so the scripts cannot rot unnoticed)."""
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses look their module up while defining
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
 def train_subprocess(
     cfg_path: Path, exp: Path, resume: bool = False, **env: str
 ) -> subprocess.Popen[str]:
