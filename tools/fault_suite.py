@@ -540,9 +540,10 @@ def _training_setup(work: Path) -> tuple[Path, object]:
 def run_sigkill_trials(work: Path, trials: int = 10, seed: int = 0) -> list[KillTrial]:
     """``trials`` runs of ``casnat train`` SIGKILLed once each, then ``--resume``d to the end.
 
-    Even trials are killed half-way through a checkpoint write (the n-th write, n drawn in 2..6;
-    the half-written temporary file is fsynced first, as a crash leaves it); odd ones at a random
-    moment, drawn uniformly over the stretch between the first checkpoint and the end of an
+    Odd-numbered trials are killed half-way through a checkpoint write (the n-th of the run's
+    11 checkpoint writes, n drawn in 2..10, step and epoch checkpoints alike; the half-written
+    temporary file is fsynced first, as a crash leaves it); even ones at a random moment, drawn
+    uniformly over the stretch between the first and the last step's checkpoint of an
     undisturbed run (so some land in a write too). ``seed`` fixes every draw. The final weights
     are compared with an undisturbed run's: with 0 DataLoader workers a resume is exact."""
     import random
@@ -555,29 +556,35 @@ def run_sigkill_trials(work: Path, trials: int = 10, seed: int = 0) -> list[Kill
     cfg_path, _ = _training_setup(work)
     full = work / "full"
     shutil.rmtree(full, ignore_errors=True)
-    t0 = time.monotonic()
+    # The undisturbed run, timed: from its first checkpoint to its last step's checkpoint is the
+    # stretch the random kills are drawn from (after it come only the final validation and the
+    # exit, where a kill would often come too late to hit the run at all).
     proc = train_subprocess(cfg_path, full)
-    t_first = None
+    t_first = t_last = None
     while proc.poll() is None:
-        if t_first is None and latest_checkpoint(full) is not None:
-            t_first = time.monotonic() - t0
-        time.sleep(0.01)
+        newest = latest_checkpoint(full)
+        if newest is not None:
+            now = time.monotonic()
+            t_first = t_first or now
+            if newest.name == "ckpt-6.pt" and t_last is None:
+                t_last = now
+        time.sleep(0.005)
     _, err = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"the undisturbed run failed: {err[-2000:]}")
-    span = (time.monotonic() - t0) - (t_first or 0.0)
+    span = max((t_last or 0.0) - (t_first or 0.0), 0.05)
     ref = latest_checkpoint(full)
     rows = []
     for i in range(trials):
         exp = work / f"kill{i}"
         shutil.rmtree(exp, ignore_errors=True)
         if i % 2 == 0:
-            how, n = "write", rng.randint(2, 6)
+            how, n = "write", rng.randint(2, 10)
             proc = train_subprocess(cfg_path, exp, **{FAULT_KILL_IN_SAVE: str(n)})
             proc.communicate(timeout=300)
             kill = f"half-way through checkpoint write #{n}"
         else:
-            how, delay = "random", rng.uniform(0.0, 0.9 * span)  # 0.9: die before the end
+            how, delay = "random", rng.uniform(0.0, span)
             proc = train_subprocess(cfg_path, exp)
             deadline = time.monotonic() + 300
             while latest_checkpoint(exp) is None and proc.poll() is None:
