@@ -299,6 +299,10 @@ FAULT_KILL_IN_SAVE = "FAULT_KILL_IN_SAVE"
 #: is not killed again.
 FAULT_KILL_AT_STEP = "FAULT_KILL_AT_STEP"
 FAULT_KILL_RANK = "FAULT_KILL_RANK"
+#: On a restarted torchrun attempt, this DDP rank waits 2 s before joining the process group:
+#: the other ranks then look up its address first, which is when a key left in the store by the
+#: previous attempt is read instead of the new one (the race that made restarts fail or hang).
+FAULT_SLOW_RESTART_RANK = "FAULT_SLOW_RESTART_RANK"
 
 
 def _die() -> None:
@@ -318,6 +322,19 @@ def install_faults(env: dict[str, str] | None = None) -> None:
     kill_in_save = int(env.get(FAULT_KILL_IN_SAVE, "0") or 0)
     first_attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0")
     kill_at_step = int(env.get(FAULT_KILL_AT_STEP, "0") or 0) if first_attempt else 0
+    slow = env.get(FAULT_SLOW_RESTART_RANK, "")
+    if slow and not first_attempt and env.get("RANK", "0") == slow:
+        import time
+
+        import torch.distributed as dist
+
+        orig_init = dist.init_process_group
+
+        def late_init(*args, **kwargs) -> None:
+            time.sleep(2.0)
+            orig_init(*args, **kwargs)
+
+        dist.init_process_group = late_init  # type: ignore[assignment]
     if not (kill_in_save or kill_at_step):
         return
     import casnat.atomic as atomic

@@ -14,7 +14,13 @@ import torch
 
 from casnat.checkpoint import latest_checkpoint, load_checkpoint, step_checkpoints
 from casnat.config import save_config
-from casnat.testing import FAULT_KILL_AT_STEP, FAULT_KILL_RANK, REPO_ROOT, tiny_config
+from casnat.testing import (
+    FAULT_KILL_AT_STEP,
+    FAULT_KILL_RANK,
+    FAULT_SLOW_RESTART_RANK,
+    REPO_ROOT,
+    tiny_config,
+)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
@@ -91,7 +97,14 @@ def test_max_restarts_resumes_after_a_rank_is_killed(tiny_fsdd, tmp_path):
     """Rank 1 is SIGKILLed at step 3 (before that step's checkpoint) on the first attempt only;
     torchrun restarts both ranks, which resume from ckpt-2 (no --resume given: a restart always
     resumes) and end with weights equal to each other and, exactly, to an uninterrupted run's
-    (0 workers: the resumed data order, RNG states and gloo's reduction order are the same)."""
+    (0 workers: the resumed data order, RNG states and gloo's reduction order are the same).
+
+    On the restart rank 0 joins the process group 2 s late, so rank 1 looks up rank 0's address
+    in the store first. Without a per-attempt key prefix it then found the dead attempt's
+    address whenever that key was still in the agent's store ("Gloo connectFullMesh failed ...
+    Connection refused", the restart fails or hangs): a race, which the delay makes likely but
+    not certain (1 of 2 runs without the fix failed here; the first try without the delay did
+    too). The fix removes the stale keys by construction, so with it this passes every time."""
     cfg = tiny_config(tiny_fsdd, max_steps=6, max_epochs=10, checkpoint_every_steps=1)
     conf = tmp_path / "conf.yaml"
     save_config(cfg, conf)
@@ -99,7 +112,10 @@ def test_max_restarts_resumes_after_a_rank_is_killed(tiny_fsdd, tmp_path):
     assert full.returncode == 0, full.stderr[-3000:]
     exp = tmp_path / "exp"
     proc = _torchrun_faulty(
-        conf, exp, restarts=1, **{FAULT_KILL_AT_STEP: "3", FAULT_KILL_RANK: "1"}
+        conf,
+        exp,
+        restarts=1,
+        **{FAULT_KILL_AT_STEP: "3", FAULT_KILL_RANK: "1", FAULT_SLOW_RESTART_RANK: "0"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exitcode: -9" in proc.stderr and "local_rank: 1" in proc.stderr  # it was killed
