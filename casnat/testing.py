@@ -299,15 +299,45 @@ FAULT_KILL_IN_SAVE = "FAULT_KILL_IN_SAVE"
 #: is not killed again.
 FAULT_KILL_AT_STEP = "FAULT_KILL_AT_STEP"
 FAULT_KILL_RANK = "FAULT_KILL_RANK"
-#: On a restarted torchrun attempt, this DDP rank waits 2 s before joining the process group:
-#: the other ranks then look up its address first, which is when a key left in the store by the
-#: previous attempt is read instead of the new one (the race that made restarts fail or hang).
+#: On a restarted torchrun attempt, this DDP rank joins the process group last: it waits until
+#: every other rank is inside ``init_process_group`` (marker files), then 1 s more. The others
+#: then look up its address first, which is when a key the previous attempt left in the store is
+#: read instead of the new one (the race that made restarts fail or hang). Waiting for markers,
+#: not a fixed time: on a loaded machine the other ranks may start seconds later.
 FAULT_SLOW_RESTART_RANK = "FAULT_SLOW_RESTART_RANK"
 
 
 def _die() -> None:
     """SIGKILL this process: no handler, no atexit, no flush (what a crash or OOM kill does)."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _join_last_on_restart(env: dict[str, str], slow_rank: int) -> None:
+    """Make DDP rank ``slow_rank`` call ``init_process_group`` after every other rank (see
+    FAULT_SLOW_RESTART_RANK); the others leave a marker file just before they call it."""
+    import tempfile
+    import time
+
+    import torch.distributed as dist
+
+    rank, world = int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
+    attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    markers = Path(tempfile.gettempdir()) / f"casnat-faults-{env.get('TORCHELASTIC_RUN_ID', '')}"
+    markers.mkdir(parents=True, exist_ok=True)
+    orig_init = dist.init_process_group
+
+    def init(*args, **kwargs) -> None:
+        if rank != slow_rank:
+            (markers / f"attempt{attempt}.rank{rank}").touch()
+        else:
+            others = [markers / f"attempt{attempt}.rank{r}" for r in range(world) if r != rank]
+            deadline = time.monotonic() + 60
+            while not all(p.exists() for p in others) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+        orig_init(*args, **kwargs)
+
+    dist.init_process_group = init  # type: ignore[assignment]
 
 
 def install_faults(env: dict[str, str] | None = None) -> None:
@@ -323,18 +353,8 @@ def install_faults(env: dict[str, str] | None = None) -> None:
     first_attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0")
     kill_at_step = int(env.get(FAULT_KILL_AT_STEP, "0") or 0) if first_attempt else 0
     slow = env.get(FAULT_SLOW_RESTART_RANK, "")
-    if slow and not first_attempt and env.get("RANK", "0") == slow:
-        import time
-
-        import torch.distributed as dist
-
-        orig_init = dist.init_process_group
-
-        def late_init(*args, **kwargs) -> None:
-            time.sleep(2.0)
-            orig_init(*args, **kwargs)
-
-        dist.init_process_group = late_init  # type: ignore[assignment]
+    if slow and not first_attempt:
+        _join_last_on_restart(env, int(slow))
     if not (kill_in_save or kill_at_step):
         return
     import casnat.atomic as atomic

@@ -65,12 +65,13 @@ def _attempt_store(attempt: str) -> dist.Store:
 
     Why: under ``torchrun --max-restarts=N`` the workers of every attempt are clients of the
     same agent-hosted TCPStore (torch's comment says a new store is made per retry; with the
-    c10d rendezvous of ``--standalone`` and torch 2.x it is not), and ``init_process_group``
-    writes its keys under the fixed prefix ``default_pg``. A restarted gloo rank then reads the
-    dead rank's address of the previous attempt (a key already set, so it does not wait for the
-    new one) and fails to connect ("Gloo connectFullMesh failed ... Connection refused"), or
-    waits on a peer that is connecting elsewhere until the store timeout: the restarted job
-    never trains. A per-attempt prefix gives every attempt a clean key space.
+    c10d rendezvous of ``--standalone`` and torch 2.13 it is not: the restarted workers get the
+    same MASTER_PORT and find the previous attempt's 3 keys in it), and ``init_process_group``
+    writes its keys under the fixed prefix ``default_pg``. A restarted gloo rank that looks up a
+    peer's address before the peer has re-published it reads the dead attempt's address (the
+    key is already set, so it does not wait for the new one) and cannot connect ("Gloo
+    connectFullMesh failed ... Connection refused"); the job then fails or, while torchrun
+    waits on the ranks, appears to hang. A per-attempt prefix gives every attempt clean keys.
     """
     store, _, _ = next(dist.rendezvous("env://"))
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")

@@ -99,12 +99,11 @@ def test_max_restarts_resumes_after_a_rank_is_killed(tiny_fsdd, tmp_path):
     resumes) and end with weights equal to each other and, exactly, to an uninterrupted run's
     (0 workers: the resumed data order, RNG states and gloo's reduction order are the same).
 
-    On the restart rank 0 joins the process group 2 s late, so rank 1 looks up rank 0's address
-    in the store first. Without a per-attempt key prefix it then found the dead attempt's
-    address whenever that key was still in the agent's store ("Gloo connectFullMesh failed ...
-    Connection refused", the restart fails or hangs): a race, which the delay makes likely but
-    not certain (1 of 2 runs without the fix failed here; the first try without the delay did
-    too). The fix removes the stale keys by construction, so with it this passes every time."""
+    On the restart rank 0 joins the process group last (FAULT_SLOW_RESTART_RANK), so rank 1
+    looks up rank 0's address in the store first; without a per-attempt key prefix it found the
+    dead attempt's address, still in torchrun's agent store ("Gloo connectFullMesh failed ...
+    Connection refused": the restart failed, or with other timings hung). Left to chance that
+    ordering is a race; forced, the test fails without the fix."""
     cfg = tiny_config(tiny_fsdd, max_steps=6, max_epochs=10, checkpoint_every_steps=1)
     conf = tmp_path / "conf.yaml"
     save_config(cfg, conf)
