@@ -336,6 +336,10 @@ def _join_last_on_restart(env: dict[str, str], slow_rank: int) -> None:
                 time.sleep(0.05)
             time.sleep(1.0)
         orig_init(*args, **kwargs)
+        if rank == slow_rank:  # every rank has joined: the markers have served
+            import shutil
+
+            shutil.rmtree(markers, ignore_errors=True)
 
     dist.init_process_group = init  # type: ignore[assignment]
 
