@@ -7,7 +7,11 @@ never from each other or from a conftest) and usable by anyone extending casnat.
 
 from __future__ import annotations
 
+import io
 import os
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -274,3 +278,158 @@ def overfit(model: ASRModel, batch: tuple, steps: int = 300) -> ASRModel:
         loss.backward()
         opt.step()
     return model.eval()
+
+
+# --------------------------------------------------------------------------- fault injection
+# ``python -m casnat.testing ARGS`` runs ``casnat ARGS`` (e.g. ``train --config ...``) with the
+# faults the environment variables below ask for. A real process is needed: a SIGKILL or a
+# file-size limit must hit a process of its own, not the test runner. The tests and
+# tools/fault_suite.py both start training through this one runner, so they inject the same
+# faults the same way.
+
+#: Writes past this many bytes fail with EFBIG (a full disk; SIGXFSZ is ignored so the write
+#: fails instead of the process dying).
+FAULT_FSIZE = "FAULT_FSIZE"
+#: SIGKILL the process half-way through writing its N-th checkpoint (1-based, rank 0 only: the
+#: only rank that writes): the temporary file holds half a checkpoint, fsynced, when it dies.
+FAULT_KILL_IN_SAVE = "FAULT_KILL_IN_SAVE"
+#: SIGKILL the process when it reaches the checkpoint of this optimizer step, before the step's
+#: checkpoint is gathered or written; with FAULT_KILL_RANK only on that DDP rank (default 0).
+#: Only on torchrun's first attempt (TORCHELASTIC_RESTART_COUNT unset or 0), so a restarted job
+#: is not killed again.
+FAULT_KILL_AT_STEP = "FAULT_KILL_AT_STEP"
+FAULT_KILL_RANK = "FAULT_KILL_RANK"
+#: On a restarted torchrun attempt, this DDP rank joins the process group last: it waits until
+#: every other rank is inside ``init_process_group`` (marker files), then 1 s more. The others
+#: then look up its address first, which is when a key the previous attempt left in the store is
+#: read instead of the new one (the race that made restarts fail or hang). Waiting for markers,
+#: not a fixed time: on a loaded machine the other ranks may start seconds later.
+FAULT_SLOW_RESTART_RANK = "FAULT_SLOW_RESTART_RANK"
+
+
+def _die() -> None:
+    """SIGKILL this process: no handler, no atexit, no flush (what a crash or OOM kill does)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _join_last_on_restart(env: dict[str, str], slow_rank: int) -> None:
+    """Make DDP rank ``slow_rank`` call ``init_process_group`` after every other rank (see
+    FAULT_SLOW_RESTART_RANK); the others leave a marker file just before they call it."""
+    import tempfile
+    import time
+
+    import torch.distributed as dist
+
+    rank, world = int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
+    attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    markers = Path(tempfile.gettempdir()) / f"casnat-faults-{env.get('TORCHELASTIC_RUN_ID', '')}"
+    markers.mkdir(parents=True, exist_ok=True)
+    orig_init = dist.init_process_group
+
+    def init(*args, **kwargs) -> None:
+        if rank != slow_rank:
+            (markers / f"attempt{attempt}.rank{rank}").touch()
+        else:
+            others = [markers / f"attempt{attempt}.rank{r}" for r in range(world) if r != rank]
+            deadline = time.monotonic() + 60
+            while not all(p.exists() for p in others) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+        orig_init(*args, **kwargs)
+        if rank == slow_rank:  # every rank has joined: the markers have served
+            import shutil
+
+            shutil.rmtree(markers, ignore_errors=True)
+
+    dist.init_process_group = init  # type: ignore[assignment]
+
+
+def install_faults(env: dict[str, str] | None = None) -> None:
+    """Patch the trainer in this process with the faults ``env`` (default: os.environ) names."""
+    env = dict(os.environ if env is None else env)
+    limit = int(env.get(FAULT_FSIZE, "0") or 0)
+    if limit:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    kill_in_save = int(env.get(FAULT_KILL_IN_SAVE, "0") or 0)
+    first_attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0")
+    kill_at_step = int(env.get(FAULT_KILL_AT_STEP, "0") or 0) if first_attempt else 0
+    slow = env.get(FAULT_SLOW_RESTART_RANK, "")
+    if slow and not first_attempt:
+        _join_last_on_restart(env, int(slow))
+    if not (kill_in_save or kill_at_step):
+        return
+    import casnat.atomic as atomic
+    import casnat.train.trainer as trainer
+
+    if kill_in_save:
+        saves = [0]
+
+        def half_then_die(obj: object, f) -> None:
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            data = buf.getvalue()
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+            _die()
+
+        def save(obj: object, path: str | Path) -> None:
+            saves[0] += 1
+            if saves[0] == kill_in_save:
+                atomic.atomic_write_with(path, lambda f: half_then_die(obj, f))
+            atomic.atomic_write_with(path, lambda f: torch.save(obj, f))
+
+        trainer.atomic_torch_save = save  # type: ignore[assignment]
+    if kill_at_step:
+        kill_rank = int(env.get(FAULT_KILL_RANK, "0") or 0)
+        rank = int(env.get("RANK", "0"))
+        orig = trainer._checkpoint_state
+
+        def checkpoint_state(*args, **kwargs):  # noqa: ANN202 - same as the wrapped function
+            if rank == kill_rank and args[-1].step == kill_at_step:
+                _die()
+            return orig(*args, **kwargs)
+
+        trainer._checkpoint_state = checkpoint_state  # type: ignore[assignment]
+
+
+def fault_runner_main(argv: list[str]) -> int:
+    """``casnat ARGV`` with the faults of the environment installed first."""
+    install_faults()
+    from casnat.cli import main
+
+    return main(argv)
+
+
+def load_tool(name: str):  # noqa: ANN201 - a module
+    """The script ``tools/{name}.py`` of the repository as a module (tools are scripts, not a
+    package; tests call their functions so the scripts cannot rot unnoticed)."""
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses look their module up while defining
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def train_subprocess(
+    cfg_path: Path, exp: Path, resume: bool = False, **env: str
+) -> subprocess.Popen[str]:
+    """``casnat train`` on the CPU in a child process, with the faults ``env`` names (see
+    :func:`install_faults`); stdout and stderr are pipes (read them with ``communicate``)."""
+    args = [sys.executable, "-m", "casnat.testing", "train", "--config", str(cfg_path),
+            "--exp-dir", str(exp), "--device", "cpu"] + (["--resume"] if resume else [])
+    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath, **env}
+    return subprocess.Popen(
+        args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(fault_runner_main(sys.argv[1:]))

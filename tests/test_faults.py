@@ -7,7 +7,6 @@ files (each kind once) and the decode report is checked on its own through ``cas
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,20 +16,13 @@ import pytest
 import soundfile as sf
 from lhotse import CutSet
 
-from casnat.testing import FSDD_RECORDINGS, REPO_ROOT, make_cut, tiny_config
+from casnat.testing import FSDD_RECORDINGS, REPO_ROOT, load_tool, make_cut, tiny_config
 
 pytestmark = pytest.mark.skipif(not FSDD_RECORDINGS.is_dir(), reason="FSDD data not found")
 
 
 def _tool():
-    if "fault_suite" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "fault_suite", REPO_ROOT / "tools" / "fault_suite.py"
-        )
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["fault_suite"] = mod  # dataclasses look their module up while defining
-        spec.loader.exec_module(mod)
-    return sys.modules["fault_suite"]
+    return load_tool("fault_suite")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 from casnat.errors import UserError
-from casnat.inputs import as_inputs, downmix, from_array, resolve_inputs
+from casnat.inputs import as_inputs, downmix, from_array, one_line_reason, resolve_inputs
 
 SR = 8000
 
@@ -76,6 +76,35 @@ def test_broken_and_empty_files_are_named_errors(tmp_path):
     assert "empty.wav" in e.error and "empty" in e.error.split(": ", 1)[1]
     with pytest.raises(UserError, match="no audio given"):
         resolve_inputs([])
+
+
+def test_an_unreadable_file_is_named_with_the_backends_reason_not_cut_at_details(tmp_path):
+    """lhotse's message is "... failed. Details:" and the cause on the lines below it; the one-line
+    error must carry the cause (the first line alone ended at "Details:")."""
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 4)
+    (b,) = resolve_inputs([str(broken)])
+    assert "\n" not in b.error and "unreadable audio" in b.error
+    reason = b.error.split("unreadable audio (", 1)[1]
+    assert not reason.rstrip(")").endswith("Details:"), b.error
+    assert "LibsndfileError" in reason and "Error opening" in reason, b.error
+    assert "LHOTSE_AUDIO_LOADING_EXCEPTION_VERBOSE" not in b.error
+
+
+def test_one_line_reason_joins_lines_shortens_class_names_and_caps_the_length():
+    e = RuntimeError(
+        "Reading audio from 'x.wav' failed. Details:\n"
+        "Exception #0 (<class 'lhotse.audio.backend.LibsndfileBackend'>): "
+        "<class 'soundfile.LibsndfileError'>:   bad   header\n"
+        "Set LHOTSE_AUDIO_LOADING_EXCEPTION_VERBOSE=1 environment variable for full stack traces."
+    )
+    assert one_line_reason(e) == (
+        "Reading audio from 'x.wav' failed. Details: Exception #0 (LibsndfileBackend): "
+        "LibsndfileError: bad header"
+    )
+    capped = one_line_reason(RuntimeError("word " * 200), limit=50)
+    assert len(capped) == 50 and capped.endswith("...")
+    assert one_line_reason(ValueError("")) == "ValueError"
 
 
 @pytest.mark.skipif(not shutil.which("cat"), reason="needs a shell with cat")

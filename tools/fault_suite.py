@@ -19,6 +19,12 @@ Run (a tiny model is trained in seconds when ``--exp-dir`` is not given)::
 
     python tools/fault_suite.py --num-files 1000
     python tools/fault_suite.py --exp-dir /work/main/egs/fsdd/exp/cassnat --num-files 1000
+    python tools/fault_suite.py --only training --train-trials 10   # SIGKILL trials, one row each
+
+The training section SIGKILLs ``casnat train`` ``--train-trials`` times (seeded kill times, half of
+them half-way through a checkpoint write), resumes each with ``--resume`` and prints one row per
+trial: when it was killed, what was on disk, the checkpoint the resume continued from, whether a
+partial checkpoint was loaded, and whether the final weights equal an undisturbed run's.
 
 The exit status is 0 when every check passed, 1 otherwise.
 """
@@ -482,54 +488,6 @@ def run_decode(cases: list[Case], exp: Path, ckpt: Path | None, work: Path) -> d
 
 
 # ---------------------------------------------------------------------------------- training
-_TRAIN_RUNNER = """
-import os, resource, signal, sys
-limit = int(os.environ.get("FAULT_FSIZE", "0"))
-if limit:  # a full disk: writes past `limit` bytes fail with EFBIG (SIGXFSZ would kill us)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-kill_at = int(os.environ.get("FAULT_KILL_IN_SAVE", "0"))
-if kill_at:  # SIGKILL ourselves half-way through writing checkpoint number `kill_at`
-    import io, torch
-    import casnat.atomic as atomic, casnat.train.trainer as trainer
-    n = [0]
-    def half(obj, f):
-        buf = io.BytesIO(); torch.save(obj, buf); b = buf.getvalue()
-        f.write(b[: len(b) // 2]); f.flush(); os.fsync(f.fileno())
-        os.kill(os.getpid(), signal.SIGKILL)
-    def save(obj, path):
-        n[0] += 1
-        if n[0] == kill_at:
-            atomic.atomic_write_with(path, lambda f: half(obj, f))
-        atomic.atomic_write_with(path, lambda f: torch.save(obj, f))
-    trainer.atomic_torch_save = save
-from casnat.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def _train_proc(cfg: Path, exp: Path, resume: bool, **env: str) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        "-c",
-        _TRAIN_RUNNER,
-        "train",
-        "--config",
-        str(cfg),
-        "--exp-dir",
-        str(exp),
-        "--device",
-        "cpu",
-    ] + (["--resume"] if resume else [])
-    return subprocess.Popen(
-        args,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _same_weights(a: Path, b: Path) -> bool:
     import torch
 
@@ -541,77 +499,182 @@ def _same_weights(a: Path, b: Path) -> bool:
     )
 
 
-def run_training_faults(work: Path, trials: int, seed: int = 0) -> list[tuple[str, str, bool]]:
-    """Training faults on a tiny FSDD config: rows ``(fault, outcome, ok)``.
+@dataclass
+class KillTrial:
+    """One SIGKILL-then-``--resume`` trial of :func:`run_sigkill_trials` (one table row)."""
 
-    SIGKILL trials alternate a kill half-way through a checkpoint write with a kill at a random
-    moment after the first checkpoint; each is resumed (``--resume``) to the end and its final
-    weights compared with an undisturbed run (0 workers, so resumes are exact)."""
+    trial: int
+    how: str  # "write": half-way through a checkpoint write; "random": at a random moment
+    kill: str  # when it was killed, in words
+    killed: bool  # the run died of SIGKILL (a run that finished first proves nothing)
+    on_disk: list[str]  # checkpoints and temporary files the killed run left
+    all_whole: bool  # every ckpt-*.pt left on disk loads (atomic writes: never a partial one)
+    resumed_from: str  # the checkpoint --resume continued from (its log line), or "scratch"
+    resumed_whole: bool  # ... and it was one of the whole ones (never a partial checkpoint)
+    resume_rc: int
+    tmp_removed: bool  # the resumed run deleted the killed write's temporary file
+    equal: bool  # final weights equal the undisturbed run's
+
+    @property
+    def ok(self) -> bool:
+        return (self.killed and self.all_whole and self.resumed_whole and self.resume_rc == 0
+                and self.tmp_removed and self.equal)
+
+
+_RESUMED = re.compile(r"resumed from (\S+) at epoch \d+ step (\d+)")
+
+
+def _training_setup(work: Path) -> tuple[Path, object]:
+    """A tiny FSDD corpus and the 6-step config (one checkpoint per step) the faults train."""
+    from casnat.config import save_config
+    from casnat.testing import make_tiny_fsdd, tiny_config
+
+    fbank = work / "data" / "fbank"
+    if not (fbank / "cuts_train.jsonl.gz").is_file():
+        fbank = make_tiny_fsdd(work / "data", num_train=12, num_dev=3, num_test=3)
+    cfg = tiny_config(fbank, max_epochs=3, max_steps=6, checkpoint_every_steps=1)
+    save_config(cfg, work / "cfg.yaml")
+    return work / "cfg.yaml", cfg
+
+
+def run_sigkill_trials(work: Path, trials: int = 10, seed: int = 0) -> list[KillTrial]:
+    """``trials`` runs of ``casnat train`` SIGKILLed once each, then ``--resume``d to the end.
+
+    Odd-numbered trials are killed half-way through a checkpoint write (the n-th of the run's
+    11 checkpoint writes, n drawn in 2..10, step and epoch checkpoints alike; the half-written
+    temporary file is fsynced first, as a crash leaves it); even ones at a random moment, drawn
+    uniformly over the stretch between the first and the last step's checkpoint of an
+    undisturbed run (so some land in a write too). ``seed`` fixes every draw. The final weights
+    are compared with an undisturbed run's: with 0 DataLoader workers a resume is exact."""
     import random
+
+    from casnat.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+    from casnat.testing import FAULT_KILL_IN_SAVE, train_subprocess
+
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    cfg_path, _ = _training_setup(work)
+    full = work / "full"
+    shutil.rmtree(full, ignore_errors=True)
+    # The undisturbed run, timed: from its first checkpoint to its last step's checkpoint is the
+    # stretch the random kills are drawn from (after it come only the final validation and the
+    # exit, where a kill would often come too late to hit the run at all).
+    proc = train_subprocess(cfg_path, full)
+    t_first = t_last = None
+    while proc.poll() is None:
+        newest = latest_checkpoint(full)
+        if newest is not None:
+            now = time.monotonic()
+            t_first = t_first or now
+            if newest.name == "ckpt-6.pt" and t_last is None:
+                t_last = now
+        time.sleep(0.005)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the undisturbed run failed: {err[-2000:]}")
+    span = max((t_last or 0.0) - (t_first or 0.0), 0.05)
+    ref = latest_checkpoint(full)
+    rows = []
+    for i in range(trials):
+        exp = work / f"kill{i}"
+        shutil.rmtree(exp, ignore_errors=True)
+        if i % 2 == 0:
+            how, n = "write", rng.randint(2, 10)
+            proc = train_subprocess(cfg_path, exp, **{FAULT_KILL_IN_SAVE: str(n)})
+            proc.communicate(timeout=300)
+            kill = f"half-way through checkpoint write #{n}"
+        else:
+            how, delay = "random", rng.uniform(0.0, span)
+            proc = train_subprocess(cfg_path, exp)
+            deadline = time.monotonic() + 300
+            while latest_checkpoint(exp) is None and proc.poll() is None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            time.sleep(delay)
+            newest = latest_checkpoint(exp)
+            proc.kill()
+            proc.communicate(timeout=60)
+            kill = f"{delay:.2f} s after the first checkpoint (newest then: " + (
+                f"{newest.name})" if newest is not None else "none)"
+            )
+        on_disk = sorted(p.name for p in exp.glob("*.pt")) + sorted(
+            p.name for p in exp.glob(".*.tmp")
+        )
+        whole = set()
+        all_whole = True
+        for ck in exp.glob("ckpt-*.pt"):
+            try:
+                load_checkpoint(ck)
+                whole.add(ck.name)
+            except CheckpointError:
+                all_whole = False
+        resume = train_subprocess(cfg_path, exp, resume=True)
+        _, err = resume.communicate(timeout=300)
+        log = (exp / "train.log").read_text() if (exp / "train.log").is_file() else ""
+        found = _RESUMED.findall(log)
+        if found:
+            resumed_from = f"{Path(found[-1][0]).name} (step {found[-1][1]})"
+            resumed_whole = Path(found[-1][0]).name in whole
+        else:  # killed before the first checkpoint landed: nothing to resume, from scratch
+            resumed_from, resumed_whole = "scratch", not whole
+        final = latest_checkpoint(exp)
+        rows.append(
+            KillTrial(
+                trial=i + 1,
+                how=how,
+                kill=kill,
+                killed=proc.returncode == -9,
+                on_disk=on_disk,
+                all_whole=all_whole,
+                resumed_from=resumed_from,
+                resumed_whole=resumed_whole,
+                resume_rc=resume.returncode,
+                tmp_removed=not list(exp.glob(".*.tmp")),
+                equal=resume.returncode == 0 and final is not None and _same_weights(final, ref),
+            )
+        )
+    return rows
+
+
+def sigkill_table(rows: list[KillTrial]) -> tuple[str, bool]:
+    """One markdown row per SIGKILL trial; True when every trial is ok."""
+    lines = [
+        "| # | killed | on disk after the kill | resumed from | partial loaded | "
+        "final weights equal | ok |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        killed = r.kill if r.killed else f"{r.kill}: NOT KILLED (finished first)"
+        partial = "no" if (r.all_whole and r.resumed_whole) else "YES"
+        lines.append(
+            f"| {r.trial} | {killed} | {' '.join(r.on_disk) or '-'} | {r.resumed_from} | "
+            f"{partial} | {'yes' if r.equal else 'NO'} | {'yes' if r.ok else 'NO'} |"
+        )
+    return "\n".join(lines), all(r.ok for r in rows)
+
+
+def run_training_faults(work: Path) -> list[tuple[str, str, bool]]:
+    """The other training faults on the tiny config: rows ``(fault, outcome, ok)``: a truncated
+    newest checkpoint, a malicious pickle, a full disk while checkpointing."""
     from dataclasses import replace
 
     import torch
 
     from casnat.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-    from casnat.config import save_config
-    from casnat.testing import make_tiny_fsdd, tiny_config
+    from casnat.testing import FAULT_FSIZE, train_subprocess
     from casnat.train.trainer import train
 
-    rng = random.Random(seed)
-    fbank = make_tiny_fsdd(work / "data", num_train=12, num_dev=3, num_test=3)
-    cfg = tiny_config(fbank, max_epochs=3, max_steps=6, checkpoint_every_steps=1)
-    cfg_path = work / "cfg.yaml"
-    save_config(cfg, cfg_path)
-    full = work / "full"
-    train(cfg, full, device="cpu")
-    ref = latest_checkpoint(full)
+    cfg_path, cfg = _training_setup(work)
+    ref_dir = work / "full"
+    if latest_checkpoint(ref_dir) is None:
+        train(cfg, ref_dir, device="cpu")
+    ref = latest_checkpoint(ref_dir)
     rows = []
-    ok_kill = {"write": [0, 0], "random": [0, 0]}
-    for i in range(trials):
-        exp = work / f"kill{i}"
-        how = "write" if i % 2 == 0 else "random"
-        if how == "write":
-            proc = _train_proc(cfg_path, exp, False, FAULT_KILL_IN_SAVE=str(rng.randint(2, 6)))
-            proc.communicate()
-        else:
-            proc = _train_proc(cfg_path, exp, False)
-            t_end = time.monotonic() + 300
-            while latest_checkpoint(exp) is None and proc.poll() is None:
-                if time.monotonic() > t_end:
-                    break
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 1.0))
-            proc.kill()
-            proc.communicate()
-        whole = True
-        for ck in exp.glob("ckpt-*.pt"):
-            try:
-                load_checkpoint(ck)
-            except CheckpointError:
-                whole = False
-        proc = _train_proc(cfg_path, exp, True)
-        proc.communicate()
-        good = (
-            whole
-            and proc.returncode == 0
-            and latest_checkpoint(exp) is not None
-            and _same_weights(latest_checkpoint(exp), ref)
-        )
-        ok_kill[how][0] += good
-        ok_kill[how][1] += 1
-    for how, (good, n) in ok_kill.items():
-        if n:
-            rows.append(
-                (
-                    f"sigkill_{'during_checkpoint_write' if how == 'write' else 'random'}",
-                    f"{good}/{n} resumed to the undisturbed weights, no partial "
-                    "checkpoint loadable",
-                    good == n,
-                )
-            )
 
     # A truncated newest checkpoint: resume falls back to the previous one, with a warning.
     exp = work / "corrupt"
+    shutil.rmtree(exp, ignore_errors=True)
     train(replace(cfg, train=replace(cfg.train, max_steps=4)), exp, device="cpu")
     newest = latest_checkpoint(exp)
     newest.write_bytes(newest.read_bytes()[:1000])
@@ -647,10 +710,11 @@ def run_training_faults(work: Path, trials: int, seed: int = 0) -> list[tuple[st
 
     # A full disk while checkpointing: one line, previous checkpoint intact.
     exp = work / "diskfull"
+    shutil.rmtree(exp, ignore_errors=True)
     train(replace(cfg, train=replace(cfg.train, max_steps=2)), exp, device="cpu")
     before = (exp / "ckpt-2.pt").read_bytes()
-    proc = _train_proc(cfg_path, exp, True, FAULT_FSIZE=str(len(before) // 2))
-    _, err = proc.communicate()
+    proc = train_subprocess(cfg_path, exp, True, **{FAULT_FSIZE: str(len(before) // 2)})
+    _, err = proc.communicate(timeout=300)
     last = (err.strip().splitlines() or [""])[-1]
     ok = (
         proc.returncode == 2
@@ -678,7 +742,6 @@ def training_table(rows: list[tuple[str, str, bool]]) -> tuple[str, bool]:
     return "\n".join(lines), all(ok for _, _, ok in rows)
 
 
-# ------------------------------------------------------------------------------------ table
 def outcome(c: Case) -> str:
     if c.batch is not None and not c.reports:
         return "transcribed"
@@ -815,15 +878,30 @@ def main() -> int:
         "--train-trials",
         type=int,
         default=10,
-        help="SIGKILL-and-resume trials of the training faults (0: no training rows)",
+        help="SIGKILL-then---resume trials of the training section (0: no SIGKILL trials)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the SIGKILL trials' kill times")
+    p.add_argument(
+        "--only",
+        choices=("inputs", "training"),
+        default=None,
+        help="run one section: the transcribe/decode input faults, or the training faults",
     )
     a = p.parse_args()
     work = a.work_dir or Path(tempfile.mkdtemp(prefix="casnat-faults-"))
     t0 = time.monotonic()
-    text, ok, _ = run_suite(a.num_files, work, a.exp_dir, a.checkpoint)
-    print(text)
-    if a.train_trials:
-        ttext, tok = training_table(run_training_faults(work / "training", a.train_trials))
+    ok = True
+    if a.only != "training":
+        text, ok, _ = run_suite(a.num_files, work, a.exp_dir, a.checkpoint)
+        print(text)
+    if a.only != "inputs":
+        if a.train_trials:
+            ktext, kok = sigkill_table(
+                run_sigkill_trials(work / "training", a.train_trials, a.seed)
+            )
+            print(f"\nSIGKILL then --resume, {a.train_trials} trials (seed {a.seed}):\n" + ktext)
+            ok &= kok
+        ttext, tok = training_table(run_training_faults(work / "training"))
         print("\n" + ttext)
         ok &= tok
     print(

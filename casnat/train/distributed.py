@@ -22,6 +22,9 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
+    #: torchrun's restart count (TORCHELASTIC_RESTART_COUNT): 0 on the first attempt; > 0 when
+    #: ``torchrun --max-restarts`` restarted the job after a worker died.
+    restart_count: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -40,8 +43,39 @@ def init_distributed(prefer_cuda: bool = True) -> DistInfo:
     else:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+        backend = "nccl" if use_cuda else "gloo"
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is None:  # not under torchrun (a launcher that only sets the env:// vars)
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(
+                backend=backend, store=_attempt_store(attempt), rank=rank, world_size=world
+            )
+    return DistInfo(
+        rank=rank,
+        world_size=world,
+        local_rank=local,
+        device=device,
+        restart_count=int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0),
+    )
+
+
+def _attempt_store(attempt: str) -> dist.Store:
+    """The env:// rendezvous store, its keys prefixed by torchrun's restart count.
+
+    Why: under ``torchrun --max-restarts=N`` the workers of every attempt are clients of the
+    same agent-hosted TCPStore (torch's comment says a new store is made per retry; with the
+    c10d rendezvous of ``--standalone`` and torch 2.13 it is not: the restarted workers get the
+    same MASTER_PORT and find the previous attempt's 3 keys in it), and ``init_process_group``
+    writes its keys under the fixed prefix ``default_pg``. A restarted gloo rank that looks up a
+    peer's address before the peer has re-published it reads the dead attempt's address (the
+    key is already set, so it does not wait for the new one) and cannot connect ("Gloo
+    connectFullMesh failed ... Connection refused"); the job then fails or, while torchrun
+    waits on the ranks, appears to hang. A per-attempt prefix gives every attempt clean keys.
+    """
+    store, _, _ = next(dist.rendezvous("env://"))
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    return dist.PrefixStore(f"casnat/{run_id}/attempt-{attempt}", store)
 
 
 def cleanup() -> None:

@@ -10,6 +10,8 @@ epoch, step and RNG states, and is written atomically; ``resume=True`` continues
 one with the same data order (lhotse samplers restore their position from their state dict).
 The resume is exact with ``data.num_workers: 0``; with workers the DataLoader has already drawn
 up to ``2 * num_workers`` batches beyond the checkpoint, and those are skipped on resume.
+Under ``torchrun --max-restarts=N`` a restarted job (one worker died, torchrun restarts them all)
+always resumes, with or without ``--resume``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -169,6 +172,16 @@ def train(
     torch.set_flush_denormal(True)
     exp_dir.mkdir(parents=True, exist_ok=True)
     logger = TrainLogger(exp_dir, rank=info.rank)
+    if info.restart_count > 0:
+        # torchrun --max-restarts started this job again after a worker died; it reruns the
+        # same command, so without this a run started without --resume would begin from
+        # scratch and overwrite the checkpoints it is meant to continue from.
+        logger.info(
+            f"torchrun restart {info.restart_count} (of at most "
+            f"{os.environ.get('TORCHELASTIC_MAX_RESTARTS', '?')}): resuming from the newest "
+            "checkpoint"
+        )
+        resume = True
     try:
         return _train(cfg, exp_dir, resume, dev, info, logger, dump_batch_ids)
     finally:
