@@ -131,6 +131,24 @@ def epoch_checkpoints(exp_dir: str | Path) -> list[Path]:
     return _numbered(exp_dir, _EPOCH_RE)
 
 
+def averaging_candidates(exp_dir: str | Path) -> list[Path]:
+    """What checkpoint averaging chooses from, oldest first: the epoch checkpoints, then the
+    newest step checkpoint when it is newer than the last epoch's (a run that ended mid-epoch,
+    e.g. at train.max_minutes: its last steps ran at the annealed learning rate, often the best
+    weights of the run, and an epoch-only choice would throw them away)."""
+    epochs = epoch_checkpoints(exp_dir)
+    steps = step_checkpoints(exp_dir)
+    if not steps:
+        return epochs
+    last_step = int(_STEP_RE.match(steps[-1].name).group(1))  # type: ignore[union-attr]
+    if not epochs:
+        return [steps[-1]]
+    epoch_step = load_checkpoint(epochs[-1]).get("step")
+    if epoch_step is None:  # not the trainer's (e.g. weights only): trust the epoch order
+        return epochs
+    return epochs + [steps[-1]] if last_step > epoch_step else epochs
+
+
 def latest_checkpoint(exp_dir: str | Path) -> Path | None:
     """The step checkpoint with the highest step in ``exp_dir`` (None if there is none)."""
     steps = step_checkpoints(exp_dir)

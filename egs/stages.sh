@@ -79,7 +79,7 @@ stage_train() {
 stage_average() {
   local set select_modes cuts=()
   in_stages 3 || return 0
-  echo "stage 3: average the newest n <= $avg epoch checkpoints, n chosen on $dev_sets"
+  echo "stage 3: average the newest n <= $avg epoch checkpoints (the last one: the final weights when the run ended mid-epoch), n chosen on $dev_sets"
   select_modes=$(decode_modes "$exp" ctc_greedy cassnat)   # cassnat when the model has it
   for set in $dev_sets; do cuts+=("$fbank/cuts_$set.jsonl.gz"); done
   casnat average --exp-dir "$exp" --last "$avg" --out "$exp/avg-dev.pt" \

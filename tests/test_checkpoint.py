@@ -74,3 +74,21 @@ def test_default_checkpoint_prefers_average_then_epoch_then_step(tmp_path):
     atomic_save({}, tmp_path / "avg-2.pt")
     os.utime(tmp_path / "avg-2.pt", (1, 1))  # older: the newest average wins, not the name
     assert default_checkpoint(tmp_path).name == "avg-5.pt"
+
+
+def test_averaging_candidates_add_the_final_checkpoint_of_a_run_that_ended_mid_epoch(tmp_path):
+    from casnat.checkpoint import averaging_candidates
+
+    def save(name: str, step: int) -> None:
+        torch.save({"model": {"w": torch.zeros(1)}, "step": step}, tmp_path / name)
+
+    save("epoch-1.pt", 10)
+    save("epoch-2.pt", 20)
+    save("ckpt-20.pt", 20)  # the run ended with epoch 2: nothing newer
+    assert [p.name for p in averaging_candidates(tmp_path)] == ["epoch-1.pt", "epoch-2.pt"]
+    save("ckpt-27.pt", 27)  # ... or 7 steps into epoch 3 (max_minutes)
+    names = [p.name for p in averaging_candidates(tmp_path)]
+    assert names == ["epoch-1.pt", "epoch-2.pt", "ckpt-27.pt"]
+    for p in tmp_path.glob("epoch-*.pt"):
+        p.unlink()
+    assert [p.name for p in averaging_candidates(tmp_path)] == ["ckpt-27.pt"]

@@ -585,16 +585,26 @@ def run_sigkill_trials(work: Path, trials: int = 10, seed: int = 0) -> list[Kill
             kill = f"half-way through checkpoint write #{n}"
         else:
             how, delay = "random", rng.uniform(0.0, span)
-            proc = train_subprocess(cfg_path, exp)
-            deadline = time.monotonic() + 300
-            while latest_checkpoint(exp) is None and proc.poll() is None:
-                if time.monotonic() > deadline:
+            # The span was timed on one run; a busy machine can finish a later one sooner than
+            # the drawn delay (or slower). A run that ends before its kill is redone with half
+            # the delay, so that every trial is a real kill.
+            for _attempt in range(6):
+                shutil.rmtree(exp, ignore_errors=True)
+                proc = train_subprocess(cfg_path, exp)
+                deadline = time.monotonic() + 300
+                while latest_checkpoint(exp) is None and proc.poll() is None:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+                t_kill = time.monotonic() + delay
+                while proc.poll() is None and time.monotonic() < t_kill:
+                    time.sleep(0.005)
+                newest = latest_checkpoint(exp)
+                proc.kill()
+                proc.communicate(timeout=60)
+                if proc.returncode == -9:
                     break
-                time.sleep(0.01)
-            time.sleep(delay)
-            newest = latest_checkpoint(exp)
-            proc.kill()
-            proc.communicate(timeout=60)
+                delay /= 2
             kill = f"{delay:.2f} s after the first checkpoint (newest then: " + (
                 f"{newest.name})" if newest is not None else "none)"
             )

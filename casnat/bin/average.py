@@ -1,5 +1,8 @@
 """Average the last N epoch checkpoints into one model file.
 
+When the run ended mid-epoch (``train.max_minutes``, ``max_steps``) its final checkpoint counts
+as the newest of the N: those last steps ran at the annealed learning rate.
+
 The result holds only ``model`` weights (plus the list of sources) and is what ``casnat decode``
 picks by default.
 
@@ -81,12 +84,12 @@ def select_num_to_average(args: argparse.Namespace, paths: list[Path]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from casnat.atomic import atomic_torch_save
-    from casnat.checkpoint import average_checkpoints, epoch_checkpoints
+    from casnat.checkpoint import average_checkpoints, averaging_candidates
     from casnat.errors import UserError
 
     if args.last < 1:
         raise UserError(f"--last must be >= 1, got {args.last}")
-    paths = epoch_checkpoints(args.exp_dir)[-args.last :]
+    paths = averaging_candidates(args.exp_dir)[-args.last :]
     if not paths:
         raise UserError(f"no epoch-*.pt checkpoints in {args.exp_dir}")
     out = args.out or args.exp_dir / f"avg-{args.last}.pt"

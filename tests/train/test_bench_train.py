@@ -41,7 +41,10 @@ def test_bench_train_reports_both_precisions_per_phase(tiny_fsdd, tmp_path, caps
         data, fwd, align, bwd, opt = map(float, r[7:12])
         assert 99 <= data + fwd + align + bwd + opt <= 101  # the phases cover the step
         assert fwd > 0 and bwd > 0 and opt > 0
-        assert align > 0  # the CASS-NAT forward runs the Viterbi op, marked as its own phase
+        assert align >= 0
+    # The CASS-NAT forward runs the Viterbi op, marked as its own phase (in fp32: where bf16 is
+    # emulated its forward is so slow that the op's share rounds to 0.00%).
+    assert float(rows[0][9]) > 0
     assert rows[0][6] == "1.00"  # fp32 is the reference
     flops = _rows(printed, "| config | precision | step GFLOP")
     assert len(flops) == 2
