@@ -100,14 +100,17 @@ class ConfigRun:
 def measure_gemm_peaks(reps: int = 5, max_call_s: float = 0.25) -> dict[str, float]:
     """Best GFLOP/s of fp32 and bf16 matmuls over :data:`GEMM_SHAPES`, at the current threads.
 
-    Shapes run smallest first, and a dtype stops at the first shape whose single call takes
-    longer than ``max_call_s``: on a CPU without native bf16 oneDNN emulates it at well under
-    1 GFLOP/s, where one 2048^3 product would take a minute; the small shape already says so.
+    Shapes run smallest first, and a dtype stops before a shape whose single product would take
+    longer than ``max_call_s`` at the rate measured so far (or after one that did): on a CPU
+    without native bf16 oneDNN emulates it at a few GFLOP/s or less, where one 2048^3 product
+    takes up to a minute; the small shape already says so.
     """
     peaks = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         best = 0.0
         for m, k, n in sorted(GEMM_SHAPES, key=lambda s: s[0] * s[1] * s[2]):
+            if best > 0 and 2 * m * k * n / (best * 1e9) > max_call_s:
+                break  # at the rate measured so far, one product of this shape would be too slow
             a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
             t0 = time.perf_counter()
             torch.mm(a, b)  # warm-up, and a first estimate of the rate
