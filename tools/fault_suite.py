@@ -336,14 +336,15 @@ _LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
 
 def _has_jsonl_format() -> bool:
-    """Whether ``casnat transcribe`` has ``--format jsonl`` (another branch adds it)."""
+    """Whether ``casnat transcribe`` has ``--format jsonl`` (a choice, or named in the help of
+    the comma-separated option)."""
     from casnat.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     fmt = next(
         (a for a in sub.choices["transcribe"]._actions if "--format" in a.option_strings), None
     )
-    return fmt is not None and "jsonl" in (fmt.choices or ())
+    return fmt is not None and ("jsonl" in (fmt.choices or ()) or "jsonl" in (fmt.help or ""))
 
 
 def _rewriter(path: Path, stop: threading.Event) -> threading.Thread:

@@ -71,7 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="write DIR/transcripts.<fmt> per format (and DIR/<id>.srt|vtt)",
     )
     p.add_argument(
-        "--output", type=Path, default=None, help="also write the 'id text' lines here (atomically)"
+        "--output", type=Path, default=None,
+        help="also write the result here, atomically: 'id text' lines, or the one --format "
+        "chosen (e.g. --format jsonl --output out.jsonl)"
     )
     p.add_argument(
         "--timestamps",
@@ -253,8 +255,13 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         from casnat.atomic import atomic_write_text
 
-        lines = [f"{r.id} {r.text}" for r in ok]
-        atomic_write_text(args.output, "\n".join(lines) + ("\n" if lines else ""))
+        fmt = formats[0] if len(formats) == 1 else "text"
+        if fmt == "text":
+            lines = [f"{r.id} {r.text}" for r in ok]
+            atomic_write_text(args.output, "\n".join(lines) + ("\n" if lines else ""))
+        else:  # as on stdout: jsonl and tsv keep the failed files with their error
+            recs = [r.to_record() for r in (results if fmt in ("jsonl", "tsv") else ok)]
+            atomic_write_text(args.output, format_combined(fmt, recs))
     failed = len(results) - len(ok)
     if failed:
         print(f"casnat transcribe: {failed} of {len(results)} files failed", file=sys.stderr)

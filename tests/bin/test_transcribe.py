@@ -120,6 +120,24 @@ def test_every_format_in_output_dir(exp, audio_dir, tmp_path, capsys):
     assert not list(out.glob(".*.tmp"))  # atomic writes left no temporary files
 
 
+def test_output_file_is_written_in_the_chosen_format(exp, audio_dir, tmp_path, capsys):
+    """--format jsonl --output out.jsonl writes JSONL there (it used to write 'id text' lines
+    whatever the format), keeping the failed file with its error, as stdout does."""
+    out = tmp_path / "out.jsonl"
+    rc = main(["transcribe", "--exp-dir", str(exp), "--device", "cpu", "--quiet",
+               "--format", "jsonl", "--output", str(out), str(audio_dir)])
+    assert rc == 1
+    printed = capsys.readouterr().out
+    rows = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 1
+    assert [json.loads(ln) for ln in printed.splitlines()] == rows  # the same as on stdout
+    plain = tmp_path / "out.txt"
+    assert main(["transcribe", "--exp-dir", str(exp), "--device", "cpu", "--quiet",
+                 "--output", str(plain), str(audio_dir)]) == 1
+    ids = sorted(ln.split(" ", 1)[0] for ln in plain.read_text().splitlines())
+    assert ids == sorted(r["id"] for r in rows if not r["error"])
+
+
 def test_bad_output_options_are_one_line(exp, audio_dir, capsys):
     base = ["transcribe", "--exp-dir", str(exp), "--device", "cpu", str(audio_dir)]
     assert main([*base, "--format", "text,jsonl"]) == 2
