@@ -30,7 +30,6 @@ from __future__ import annotations
 import glob
 import io
 import logging
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -41,7 +40,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from casnat.errors import UserError
+from casnat.errors import UserError, one_line_reason
 from casnat.output_formats import unique_ids
 
 log = logging.getLogger(__name__)
@@ -156,24 +155,6 @@ def from_array(samples: Any, sample_rate: int, id: str, source: str | None = Non
 
 
 # --- files ----------------------------------------------------------------------------------
-
-
-_CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
-
-
-def one_line_reason(e: BaseException, limit: int = 300) -> str:
-    """An exception's message as one line of at most ``limit`` characters.
-
-    Why not its first line: lhotse puts the cause on the lines after the first ("Reading audio
-    from 'x.wav' failed. Details:" and then one line per backend with what it said), so the first
-    line alone is a reason cut off at "Details:". The lines are joined instead, whitespace
-    collapsed, ``<class 'pkg.mod.Name'>`` shortened to ``Name`` and lhotse's hint about an
-    environment variable for stack traces dropped (the user cannot act on it here)."""
-    lines = [
-        ln for ln in str(e).strip().splitlines() if not ln.strip().startswith("Set LHOTSE_")
-    ]
-    text = " ".join(_CLASS_REPR.sub(r"\1", " ".join(lines)).split()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 def _file_cut(path: Path, id: str) -> AudioInput:

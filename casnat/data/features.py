@@ -45,6 +45,7 @@ from lhotse.features.io import FeaturesWriter, NumpyFilesWriter
 from casnat.atomic import atomic_write_text
 from casnat.config import FeatureConfig
 from casnat.data.level import normalize_level
+from casnat.errors import one_line_reason
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def load_audio_checked(cut: Any) -> np.ndarray:
     try:
         audio = cut.load_audio()
     except Exception as e:  # lhotse raises many types for bad audio: missing, corrupt, truncated
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        reason = one_line_reason(e)
         raise ValueError(
             f"cannot read audio of cut {cut.id} from {audio_source(cut)}: {reason}"
         ) from e

@@ -42,9 +42,9 @@ def init_distributed(prefer_cuda: bool = True) -> DistInfo:
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
-        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
         if attempt is None:  # not under torchrun (a launcher that only sets the env:// vars)
             dist.init_process_group(backend=backend)
         else:
@@ -56,7 +56,7 @@ def init_distributed(prefer_cuda: bool = True) -> DistInfo:
         world_size=world,
         local_rank=local,
         device=device,
-        restart_count=int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0),
+        restart_count=int(attempt or 0),
     )
 
 

@@ -219,12 +219,17 @@ def _train(
     model.to(dev)
     optimizer = _make_optimizer(model, cfg)
     tc = cfg.train
-    # The scheduler reads state.schedule_end through a closure: a resume updates state in place.
+    # The scheduler reads state.schedule_end through run_end: a resume updates state in place.
     state = TrainState()
+
+    def run_end() -> int:
+        """The step the run ends at (0: none): the budget-fitted one, else train.max_steps."""
+        return state.schedule_end or tc.max_steps or 0
+
     try:
         scheduler = make_scheduler(
             optimizer, tc.lr_schedule, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio,
-            end=lambda: state.schedule_end or tc.max_steps or 0,
+            end=run_end,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
@@ -282,6 +287,7 @@ def _train(
     t_start = time.monotonic()
     step_at_start = state.step
     deadline = t_start + tc.max_minutes * 60 if tc.max_minutes else None
+    budget_check_step = _budget_check_step(tc)
     batch_log = (exp_dir / f"batches.rank{info.rank}.txt").open("a") if dump_batch_ids else None
     valid_loss = math.nan
     stop = False
@@ -349,9 +355,10 @@ def _train(
                 state.nonfinite_in_row = 0
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            if state.step == _budget_check_step(tc) and deadline and not state.schedule_end:
+            if state.step == budget_check_step and deadline and not state.schedule_end:
                 state.schedule_end = _fit_schedule_to_budget(
-                    state.step, state.step - step_at_start, t_start, deadline, tc, logger
+                    state.step, state.step - step_at_start, t_start, deadline, tc, logger,
+                    world_size=info.world_size,
                 )
             scheduler.step()
 
@@ -375,8 +382,7 @@ def _train(
                 if info.is_main:
                     atomic_torch_save(ck, exp_dir / f"ckpt-{state.step}.pt")
                     prune(step_checkpoints(exp_dir), keep=2)
-            end = state.schedule_end or tc.max_steps
-            if (end and state.step >= end) or (
+            if (run_end() and state.step >= run_end()) or (
                 deadline and time.monotonic() > deadline
             ):
                 stop = True
@@ -485,7 +491,7 @@ def _budget_check_step(tc) -> int:
 
 
 def _fit_schedule_to_budget(step: int, steps_run: int, t_start: float, deadline: float, tc,
-                            logger, now: float | None = None) -> int:
+                            logger, now: float | None = None, world_size: int = 1) -> int:
     """The step where the run will end: train.max_steps, or fewer when train.max_minutes will
     run out first at the pace measured so far (with 5% kept for validation and checkpoints).
 
@@ -495,8 +501,7 @@ def _fit_schedule_to_budget(step: int, steps_run: int, t_start: float, deadline:
     now = time.monotonic() if now is None else now
     per_step = (now - t_start) / max(1, steps_run)
     fit = step + 0.95 * (deadline - now) / max(per_step, 1e-9)
-    fit = float(all_reduce_sum(torch.tensor([fit], dtype=torch.float64))[0]) / max(
-        1, dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
+    fit = float(all_reduce_sum(torch.tensor([fit], dtype=torch.float64))[0]) / max(1, world_size)
     fit_steps = max(step + 1, int(fit))
     if tc.max_steps and fit_steps >= tc.max_steps:
         return 0  # max_steps fits: nothing changes
