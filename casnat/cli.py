@@ -24,6 +24,7 @@ import importlib
 import sys
 
 from casnat.bin._common import run_guarded, setup_logging
+from casnat.openmp import configure_for_command
 
 COMMANDS = (
     "prepare", "features", "train", "average", "decode", "transcribe", "bench-decode", "report",
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before build_parser imports the subcommands (and torch): libgomp reads its env once.
+    configure_for_command(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     return run_guarded(args.cmd, args._run, args)

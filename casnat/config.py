@@ -140,6 +140,10 @@ class DataConfig:
     # cuts here, under load: ~3 min per million); false for a large, already-checked corpus.
     check_manifests: bool = True
     augment: AugmentConfig | None = None  # waveform augmentation (needs on_the_fly_feats)
+    # With on_the_fly_feats: MiB of decoded, resampled training audio each DataLoader worker
+    # keeps in memory, so later epochs skip decoding and resampling (0 = off; the whole of
+    # egs/fsdd's train set is ~1.3 GB). Exact: the same samples as a fresh read.
+    audio_cache_mb: float = 0.0
 
 
 @dataclass(frozen=True)

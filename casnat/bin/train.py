@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from casnat.bin._common import run_guarded, setup_logging
+    from casnat.openmp import configure_for_command
+
+    # torchrun's entry: before anything imports torch (libgomp reads its env once).
+    configure_for_command(["train", *(sys.argv[1:] if argv is None else argv)])
 
     p = argparse.ArgumentParser(prog="casnat.bin.train", description=__doc__)
     add_arguments(p)

@@ -57,7 +57,7 @@ from lhotse.augmentation import Resample, Volume
 from lhotse.augmentation.utils import convolve1d
 
 from casnat.config import AugmentConfig, ConfigError
-from casnat.data.features import load_audio_checked
+from casnat.data.features import AudioCache, load_audio_checked
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +270,9 @@ class Augmenter:
         self.cfg = cfg
         self.seed = seed
         self._warned_untagged = False
+        # The dataset's casnat.data.features.AudioCache, if any: babble reads other cuts of the
+        # batch, and those are in it (or will be, for their own features).
+        self.audio_cache: AudioCache | None = None
 
     def __call__(
         self, samples: np.ndarray, sampling_rate: int, cut: Any, batch: Iterable[Any] = (),
@@ -316,19 +319,21 @@ class Augmenter:
         lo, hi = self.cfg.babble_speakers
         k = min(int(rng.integers(lo, hi + 1)), len(pool))
         picks = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))] if k else []
-        sources = [s for s in (_load(c, sampling_rate) for c in picks) if s is not None]
+        sources = [s for s in (_load(c, sampling_rate, self.audio_cache) for c in picks)
+                   if s is not None]
         if not sources:
             log.debug("augment: no babble source for cut %s, using pink noise", cut.id)
             return coloured_noise(n, NOISE_ALPHA["pink"], rng)
         return babble(n, sources, rng)
 
 
-def _load(cut: Any, sampling_rate: int) -> np.ndarray | None:
-    """Audio of a babble source at ``sampling_rate``, or None if unreadable (it is left out)."""
+def _load(cut: Any, sampling_rate: int, cache: AudioCache | None = None) -> np.ndarray | None:
+    """Audio of a babble source at ``sampling_rate`` (read-only when it comes from ``cache``),
+    or None if unreadable (it is left out)."""
     try:
         if cut.sampling_rate != sampling_rate:
             cut = cut.resample(sampling_rate)
-        return load_audio_checked(cut)
+        return load_audio_checked(cut, cache)
     except ValueError as e:
         log.debug("augment: babble source left out: %s", e)
         return None

@@ -25,7 +25,13 @@ from lhotse import CutSet
 
 from casnat.config import AugmentConfig, FeatureConfig, SpecAugmentConfig
 from casnat.data.augment import make_augmenter
-from casnat.data.features import DEFAULT_FEATURES, audio_source, cut_features, make_extractor
+from casnat.data.features import (
+    DEFAULT_FEATURES,
+    AudioCache,
+    audio_source,
+    cut_features,
+    make_extractor,
+)
 from casnat.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -100,6 +106,7 @@ class AsrDataset(torch.utils.data.Dataset):
         feature_cfg: FeatureConfig = DEFAULT_FEATURES,
         seed: int = 0,
         augment: AugmentConfig | None = None,
+        audio_cache_mb: float = 0.0,
     ):
         self.tokenizer = tokenizer
         self.train = train
@@ -110,6 +117,10 @@ class AsrDataset(torch.utils.data.Dataset):
         self.generator = torch.Generator().manual_seed(seed)
         self.num_skipped = 0
         self.augmenter = make_augmenter(augment, seed, on_the_fly) if train else None
+        # Per process: each DataLoader worker fills its own copy (see AudioCache).
+        self.audio_cache = AudioCache(audio_cache_mb) if on_the_fly and audio_cache_mb > 0 else None
+        if self.augmenter is not None:
+            self.augmenter.audio_cache = self.audio_cache
 
     def _features(self, cut, batch: CutSet | None = None) -> np.ndarray:
         """(T, F) features of ``cut``; raises ValueError naming the file when unreadable."""
@@ -124,7 +135,8 @@ class AsrDataset(torch.utils.data.Dataset):
                 def transform(samples: np.ndarray, c) -> np.ndarray:
                     return augmenter(samples, c.sampling_rate, c, pool)
 
-            return cut_features(cut, self.extractor, self.feature_cfg.sample_rate, transform)
+            return cut_features(cut, self.extractor, self.feature_cfg.sample_rate, transform,
+                                self.audio_cache)
         try:
             feats = cut.load_features()
         except Exception as e:  # missing/corrupt storage raises many types

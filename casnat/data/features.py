@@ -245,9 +245,59 @@ def audio_source(cut: Any) -> str:
         return cut.id
 
 
-def load_audio_checked(cut: Any) -> np.ndarray:
+class AudioCache:
+    """Checked, resampled audio of training cuts kept in memory (least recently used out first).
+
+    On-the-fly training features decode and resample every cut again each epoch: for egs/fsdd
+    (8 kHz FLAC, resampled to 16 kHz and speed-perturbed by lhotse) that is about half of the
+    DataLoader worker's CPU, and on a 2-core machine the worker's CPU is taken from the model's
+    step. The cache keeps the float32 samples exactly as :func:`load_audio_checked` returns them
+    (so a run that starts with an empty cache, e.g. after a resume, computes the same
+    features), keyed by cut id, rate and span. Each DataLoader worker has its own; ``max_mb``
+    bounds each one. Augmentation runs on a copy, never on the cached array.
+    """
+
+    def __init__(self, max_mb: float) -> None:
+        from collections import OrderedDict
+
+        self.max_bytes = int(max_mb * 2**20)
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(cut: Any) -> tuple:
+        return (cut.id, int(cut.sampling_rate), float(cut.start), float(cut.duration))
+
+    def get(self, cut: Any) -> np.ndarray | None:
+        item = self._items.get(self.key(cut))
+        if item is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(self.key(cut))
+        self.hits += 1
+        return item
+
+    def put(self, cut: Any, audio: np.ndarray) -> None:
+        if audio.nbytes > self.max_bytes:
+            return
+        audio.setflags(write=False)  # a caller that forgets to copy fails loudly
+        self._items[self.key(cut)] = audio
+        self.bytes += audio.nbytes
+        while self.bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= old.nbytes
+
+
+def load_audio_checked(cut: Any, cache: AudioCache | None = None) -> np.ndarray:
     """Audio of ``cut`` as ``(S,)`` float32; raises ``ValueError`` naming the file when it is
-    missing, unreadable, empty or not finite."""
+    missing, unreadable, empty or not finite. With ``cache``, a cut read before is not read
+    again; the array returned is then read-only (copy it before changing it)."""
+    if cache is not None:
+        hit = cache.get(cut)
+        if hit is not None:
+            return hit
     try:
         audio = cut.load_audio()
     except Exception as e:  # lhotse raises many types for bad audio: missing, corrupt, truncated
@@ -263,6 +313,8 @@ def load_audio_checked(cut: Any) -> np.ndarray:
         raise ValueError(f"empty audio in cut {cut.id} from {audio_source(cut)}")
     if not np.isfinite(audio).all():
         raise ValueError(f"non-finite samples in cut {cut.id} from {audio_source(cut)}")
+    if cache is not None:
+        cache.put(cut, audio)
     return audio
 
 
@@ -288,16 +340,17 @@ def cut_features(
     extractor: FeatureExtractor,
     sample_rate: int,
     transform: Callable[[np.ndarray, Any], np.ndarray] | None = None,
+    cache: AudioCache | None = None,
 ) -> np.ndarray:
     """``(T, F)`` features computed from ``cut``'s audio, resampled by lhotse to
     ``sample_rate`` first; raises ``ValueError`` naming the file when the audio is unusable
     (see :func:`load_audio_checked`). ``transform(samples, cut)`` (training augmentation) runs on
-    the checked, resampled waveform before the features."""
+    the checked, resampled waveform before the features, on a copy when ``cache`` holds it."""
     if cut.sampling_rate != sample_rate:
         cut = cut.resample(sample_rate)
-    samples = load_audio_checked(cut)
+    samples = load_audio_checked(cut, cache)
     if transform is not None:
-        samples = transform(samples, cut)
+        samples = transform(samples.copy() if cache is not None else samples, cut)
     return _extract_checked(samples, cut.sampling_rate, extractor, audio_source(cut))
 
 

@@ -70,6 +70,7 @@ def make_train_loader(
         feature_cfg=feature_cfg,
         seed=seed + 1000 * rank,
         augment=cfg.augment,
+        audio_cache_mb=cfg.audio_cache_mb,
     )
     loader = torch.utils.data.DataLoader(
         dataset,

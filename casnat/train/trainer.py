@@ -235,6 +235,10 @@ def _train(
         raise ConfigError(str(e)) from None
     prec = resolve_precision(dev, tc.amp, tc.amp_dtype)
     logger.info(prec.describe())
+    if dev.type == "cpu":
+        from casnat import openmp
+
+        logger.info(f"OpenMP waits: {openmp.decision}")
     scaler = torch.amp.GradScaler("cuda", enabled=prec.grad_scaler)
 
     # 3. Resume from the newest checkpoint, if asked and one exists. A damaged one (writes are
