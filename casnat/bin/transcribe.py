@@ -38,6 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --exp-dir; default: EXP_DIR/avg-*.pt if present, else the newest "
         "epoch checkpoint",
     )
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: decode with onnxruntime from 'casnat export-onnx' files (--model FILE.onnx; "
+        "modes ctc_greedy and cassnat; inputs decoded whole, no long-form) "
+        "(default: %(default)s)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
@@ -115,11 +123,25 @@ def _load(args: argparse.Namespace):
 
     from casnat.inference import load_model
 
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
     if args.model is not None and args.checkpoint is not None:
         raise UserError("--checkpoint goes with --exp-dir; a --model file holds its weights")
+    if args.backend == "onnx":
+        return _load_onnx(args)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     return load_model(args.model or args.exp_dir, args.checkpoint, args.device)
+
+
+def _load_onnx(args: argparse.Namespace):
+    """The ONNX recognizer of ``--model FILE.onnx``; the mode is checked before any audio is
+    read, so an unsupported one fails at once, naming itself."""
+    from casnat.onnx_export import OnnxRecognizer
+
+    if args.model is None:
+        raise UserError("--backend onnx needs --model FILE.onnx (written by casnat export-onnx)")
+    if args.device not in ("auto", "cpu"):
+        raise UserError(f"--backend onnx runs on the CPU (onnxruntime), not --device {args.device}")
+    return OnnxRecognizer(args.model, mode=args.mode, num_threads=args.num_threads)
 
 
 class Progress:
@@ -216,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
 
         from casnat.inference import worker_features
 
-        features = partial(worker_features, rec, num_workers=args.num_workers)
+        maker = rec.features if args.backend == "onnx" else rec
+        features = partial(worker_features, maker, num_workers=args.num_workers)
     progress = Progress(len(inputs), sum(i.duration or 0.0 for i in inputs), args.quiet)
     results = [None] * len(inputs)
     for i, r in rec.iter_transcribe(
