@@ -475,6 +475,28 @@ class OnnxRecognizer:
         (nat_lp,) = self.nat_session.run(None, nat_feed(enc[:, :t], out_lens, seg))
         return nat_hypotheses(nat_lp, seg, self.blank_id, self.eos_id)
 
+    def decode_loader(self, loader: Iterable[Any], mode: str | None = None,
+                      frame_shift: float = 0.01) -> Any:
+        """:func:`casnat.decode.runner.decode_loader` with onnxruntime: every batch of a casnat
+        eval loader decoded in ``mode``, texts by cut id and the timing for the RTF."""
+        import time
+
+        from casnat.decode.runner import DecodeRun
+
+        run = DecodeRun()
+        for batch in loader:
+            lens = batch.feat_lens.tolist()
+            feats = [batch.feats[i, :n].numpy() for i, n in enumerate(lens)]
+            t0 = time.perf_counter()
+            hyps = self.decode_features(feats, mode) if feats else []
+            run.decode_seconds += time.perf_counter() - t0
+            run.audio_seconds += sum(lens) * frame_shift
+            for cut_id, ref, hyp in zip(batch.cut_ids, batch.texts, hyps, strict=True):
+                run.hyps[cut_id] = self.tokenizer.decode(hyp.tokens)
+                run.refs[cut_id] = ref
+                run.details[cut_id] = hyp
+        return run
+
     def iter_transcribe(
         self,
         inputs: Sequence[Any],

@@ -161,3 +161,20 @@ def test_transcribe_backend_onnx(nat_onnx, capsys):
     assert main(["transcribe", "--backend", "onnx", "--model", str(nat_onnx), "--mode",
                  "at_beam", "--quiet", str(CLIPS[0])]) == 2
     assert "mode 'at_beam' is not supported by this ONNX export" in capsys.readouterr().err
+
+
+def test_decode_backend_onnx_scores_as_torch(nat_exp, nat_onnx, tiny_fsdd, tmp_path):
+    import json
+
+    cuts = str(tiny_fsdd / "cuts_test.jsonl.gz")
+    common = ["--cuts", cuts, "--mode", "cassnat", "--batch-size", "4"]
+    assert main(["decode", "--exp-dir", str(nat_exp), *common, "--out-dir",
+                 str(tmp_path / "torch")]) == 0
+    assert main(["decode", "--backend", "onnx", "--onnx-model", str(nat_onnx), *common,
+                 "--out-dir", str(tmp_path / "onnx")]) == 0
+    hyp = (tmp_path / "onnx" / "hyp.txt").read_text()
+    assert hyp.strip() and hyp == (tmp_path / "torch" / "hyp.txt").read_text()
+    summary = json.loads((tmp_path / "onnx" / "summary.json").read_text())
+    assert summary["backend"] == "onnx" and summary["utterances"] == 6
+    assert main(["decode", "--backend", "onnx", "--onnx-model", str(nat_onnx), "--cuts", cuts,
+                 "--mode", "attention_rescoring", "--out-dir", str(tmp_path / "x")]) == 2
