@@ -87,11 +87,12 @@ def export_pair(args: argparse.Namespace) -> dict[str, Path]:
     }
     for name, path in files.items():
         t0 = time.perf_counter()
-        info = export_onnx(args.exp_dir, path, args.checkpoint, int8=name.endswith("int8"))
+        int8 = name.endswith("int8")
+        info = export_onnx(args.exp_dir, path, args.checkpoint, int8=int8)
         print(f"exported {path} in {time.perf_counter() - t0:.1f} s: max |diff| encoder "
               f"{info['max_abs_diff']:.1e}, NAT {info['nat_max_abs_diff'] or 0:.1e}"
-              + (f", int8 encoder {info['int8_max_abs_diff']:.1e}" if "int8_max_abs_diff"
-                 in info else ""))
+              + (f"; int8: encoder {info['int8_max_abs_diff']:.1e}, NAT "
+                 f"{info.get('int8_nat_max_abs_diff') or 0:.1e}" if int8 else ""))
     return files
 
 
