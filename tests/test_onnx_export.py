@@ -178,3 +178,23 @@ def test_decode_backend_onnx_scores_as_torch(nat_exp, nat_onnx, tiny_fsdd, tmp_p
     assert summary["backend"] == "onnx" and summary["utterances"] == 6
     assert main(["decode", "--backend", "onnx", "--onnx-model", str(nat_onnx), "--cuts", cuts,
                  "--mode", "attention_rescoring", "--out-dir", str(tmp_path / "x")]) == 2
+
+
+def test_bench_onnx_prints_one_table(nat_exp, tiny_fsdd, tmp_path, capsys, monkeypatch):
+    import importlib.util
+    import json
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_onnx.py"
+    spec = importlib.util.spec_from_file_location("bench_onnx", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_onnx", bench)  # its dataclass looks itself up there
+    spec.loader.exec_module(bench)
+    assert bench.main(["--exp-dir", str(nat_exp), "--cuts", str(tiny_fsdd / "cuts_test.jsonl.gz"),
+                       "--out-dir", str(tmp_path), "--limit", "4", "--repeats", "1"]) == 0
+    rows = json.loads((tmp_path / "bench_onnx.json").read_text())
+    assert [(r["backend"], r["mode"]) for r in rows] == [
+        (b, m) for m in ("ctc_greedy", "cassnat") for b in ("torch", "onnx fp32", "onnx int8")
+    ]
+    assert all(r["identical"] == 1.0 for r in rows if r["backend"] != "onnx int8")
+    assert "| onnx int8 | cassnat |" in capsys.readouterr().out
