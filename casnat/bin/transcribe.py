@@ -7,6 +7,9 @@ pauses and decoded in bounded memory (``--long auto|always|never``), with word t
 time. Results go to stdout (``id text`` lines, as before) or, with ``--output-dir``, to
 ``DIR/transcripts.<fmt>`` for each ``--format`` (plus ``DIR/<id>.srt|vtt`` per input).
 
+``--backend onnx --model m.onnx`` decodes with onnxruntime from ``casnat export-onnx`` files
+(modes ctc_greedy and cassnat, inputs decoded whole).
+
 An input that cannot be read is reported on stderr as one line naming it and the reason; the rest
 are still transcribed and the exit status is 1 if any input failed.
 """
