@@ -99,7 +99,8 @@ def export_pair(args: argparse.Namespace) -> dict[str, Path]:
 def table(rows: list[Row], n: int, audio_s: float, threads: int) -> str:
     lines = [
         f"{n} utterances, {audio_s:.1f} s of audio, {threads} thread(s); seconds = model "
-        "decode only (features computed once beforehand), best of the repeats",
+        "decode only (features computed once beforehand), best of the repeats; size: torch = "
+        "fp32 parameters of the whole model (an AT decoder included), onnx = the exported files",
         "",
         "| backend | mode | WER % | identical to torch | seconds | RTF | speed-up | size MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
