@@ -97,7 +97,7 @@ setup(
     extras_require={
         # One-file models (casnat export-model / transcribe --model): safetensors weights.
         "model-file": ["safetensors>=0.4"],
-        # casnat export-onnx / casnat.onnx_export.OnnxRecognizer (encoder + CTC only).
+        # casnat export-onnx / casnat.onnx_export.OnnxRecognizer (ctc_greedy, cassnat).
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "dev": ["pytest>=8", "ruff>=0.5", "hypothesis>=6", "safetensors>=0.4"],
         "fbank": ["kaldi-native-fbank>=1.19"],

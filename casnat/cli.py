@@ -7,7 +7,7 @@
     casnat decode --exp-dir exp/Y --cuts test.jsonl.gz   decode + WER/CER report
     casnat transcribe --exp-dir exp/Y a.wav dir/ x.scp   files, dirs, wav.scp, long audio -> text
     casnat export-model exp/Y -o model.casnat            one-file model (for transcribe --model)
-    casnat export-onnx exp/Y -o model.onnx               encoder + CTC as ONNX (greedy CTC)
+    casnat export-onnx exp/Y -o model.onnx               ONNX graphs (ctc_greedy, cassnat; --int8)
     casnat bench-decode --exp-dir exp/Y --cuts C         WER and speed of the modes, side by side
     casnat bench-train --config X.yaml [--config Y.yaml] training frames/s, fp32 vs bf16
     casnat report exp/Y [exp/Z ...] --out RESULTS.md     table of the decode_*/summary.json

@@ -98,6 +98,40 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def transcript_of(
+    tokenizer: Tokenizer,
+    frame_seconds: float,
+    source: str,
+    h: Hypothesis,
+    starts: list[int],
+    ends: list[int],
+    id: str = "",
+    duration: float | None = None,
+) -> Transcript:
+    """Text, token timings and words of a hypothesis whose tokens span encoder frames
+    ``starts[i]..ends[i]``: one function, so the PyTorch and the ONNX recognizers
+    (:class:`casnat.onnx_export.OnnxRecognizer`) give identical transcripts for one hypothesis."""
+    pieces = token_pieces(tokenizer, h.tokens, starts, ends, h.confidences, frame_seconds)
+    timings = [
+        TokenTiming(
+            p.piece,
+            -1.0 if p.start is None else p.start,
+            -1.0 if p.end is None else p.end,
+            float("nan") if p.confidence is None else p.confidence,
+        )
+        for p in pieces
+    ]
+    words = pieces_to_words(pieces, getattr(tokenizer, "kind", "") == "word")
+    return Transcript(
+        source=source,
+        text=tokenizer.decode(h.tokens),
+        tokens=timings,
+        id=id,
+        duration=duration,
+        words=words,
+    )
+
+
 class Recognizer:
     """A trained model with its tokenizer and feature extractor, ready to decode audio."""
 
@@ -166,25 +200,8 @@ class Recognizer:
             from casnat.longform import forced_timings
 
             starts, ends = forced_timings(self, feats, list(h.tokens))
-        fs = self.frame_seconds
-        pieces = token_pieces(self.tokenizer, h.tokens, starts, ends, h.confidences, fs)
-        timings = [
-            TokenTiming(
-                p.piece,
-                -1.0 if p.start is None else p.start,
-                -1.0 if p.end is None else p.end,
-                float("nan") if p.confidence is None else p.confidence,
-            )
-            for p in pieces
-        ]
-        words = pieces_to_words(pieces, getattr(self.tokenizer, "kind", "") == "word")
-        return Transcript(
-            source=source,
-            text=self.tokenizer.decode(h.tokens),
-            tokens=timings,
-            id=id,
-            duration=duration,
-            words=words,
+        return transcript_of(
+            self.tokenizer, self.frame_seconds, source, h, starts, ends, id, duration
         )
 
     @torch.no_grad()
@@ -441,14 +458,16 @@ def _worker_init(_: int) -> None:
 
 
 def worker_features(
-    rec: Recognizer,
+    rec: Recognizer | FeatureMaker,
     items: Iterable[tuple[int, AudioInput]],
     num_workers: int = 2,
     prefetch: int = 4,
 ) -> Iterator[tuple[int, torch.Tensor | str]]:
     """``(index, features or error)`` of ``items`` in order, read and computed by a torch
-    DataLoader's ``num_workers`` processes while the caller runs the model."""
-    ds = _FeatureDataset(FeatureMaker.of(rec), list(items))
+    DataLoader's ``num_workers`` processes while the caller runs the model. ``rec`` may be a
+    :class:`FeatureMaker` itself (the ONNX recognizer has no torch model to make one of)."""
+    maker = rec if isinstance(rec, FeatureMaker) else FeatureMaker.of(rec)
+    ds = _FeatureDataset(maker, list(items))
     if not len(ds):
         return
     loader = torch.utils.data.DataLoader(

@@ -1,6 +1,7 @@
 """Decode a cuts manifest and score it: hyp.txt, ref.txt, errors.txt, wer.txt in --out-dir.
 
-Prints WER/CER (jiwer) and the decoding speed (RTF, utterances per second).
+Prints WER/CER (jiwer) and the decoding speed (RTF, utterances per second). ``--backend onnx
+--onnx-model m.onnx`` decodes with onnxruntime instead (modes ctc_greedy and cassnat).
 
 A cut whose audio or features cannot be used (missing, corrupt, too short, non-finite samples)
 does not stop the run: the other cuts are decoded and scored, and each failed cut is named once
@@ -25,7 +26,16 @@ from casnat.bin.search_args import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_arguments(p)
+    add_model_arguments(p, exp_dir_required=False)
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: decode with onnxruntime from --onnx-model (modes ctc_greedy and cassnat; "
+        "no --exp-dir needed) (default: %(default)s)",
+    )
+    p.add_argument("--onnx-model", type=Path, default=None,
+                   help="with --backend onnx: the encoder file written by casnat export-onnx")
     p.add_argument("--cuts", type=Path, help="lhotse cuts (with or without features)")
     p.add_argument("--out-dir", type=Path)
     p.add_argument(
@@ -57,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     from casnat.decode.scoring import score_wer, write_report
     from casnat.errors import UserError
 
+    if args.backend == "torch" and args.exp_dir is None:
+        raise UserError("--exp-dir is required (or --backend onnx --onnx-model FILE)")
     if args.list_modes:
+        if args.exp_dir is None:
+            raise UserError("--list-modes reads --exp-dir's config.yaml")
         from casnat.config import load_config
         from casnat.decode.runner import supported_modes
 
@@ -73,18 +87,22 @@ def run(args: argparse.Namespace) -> int:
     from casnat.data.validate import read_cuts_checked
 
     cuts = read_cuts_checked(args.cuts)  # a malformed line: one line naming it, before decoding
-    rec = load_recognizer(args)
     opts = search_options(args)
+    if args.backend == "onnx":
+        onnx_rec = _load_onnx(args, opts.mode)
+        tokenizer, feature_cfg = onnx_rec.tokenizer, onnx_rec.features.features_cfg
+    else:
+        rec = load_recognizer(args)
+        tokenizer, feature_cfg = rec.tokenizer, rec.cfg.features
     loader = make_eval_loader(
-        cuts,
-        rec.tokenizer,
-        args.max_duration,
-        feature_cfg=rec.cfg.features,
-        max_cuts=args.batch_size,
+        cuts, tokenizer, args.max_duration, feature_cfg=feature_cfg, max_cuts=args.batch_size
     )
-    run_ = decode_loader(
-        rec.model, rec.tokenizer, loader, opts, rec.device, frame_shift=rec.cfg.features.frame_shift
-    )
+    if args.backend == "onnx":
+        run_ = onnx_rec.decode_loader(loader, opts.mode, frame_shift=feature_cfg.frame_shift)
+    else:
+        run_ = decode_loader(
+            rec.model, rec.tokenizer, loader, opts, rec.device, frame_shift=feature_cfg.frame_shift
+        )
     failed = _failed_cuts(cuts, loader.dataset, set(run_.hyps))
     report = score_wer(run_.refs, run_.hyps)
     write_report(report, args.out_dir)
@@ -94,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"casnat decode: {cut_id}: {reason}", file=sys.stderr)
     summary = {
         "mode": opts.mode,
+        "backend": args.backend,
         "utterances": len(run_.hyps),
         "failed": len(failed),
         "wer": report.wer,
@@ -117,6 +136,18 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _load_onnx(args: argparse.Namespace, mode: str):
+    """The ONNX recognizer of ``--onnx-model``, its mode checked before any audio is read."""
+    from casnat.errors import UserError
+    from casnat.onnx_export import OnnxRecognizer
+
+    if args.onnx_model is None:
+        raise UserError("--backend onnx needs --onnx-model FILE.onnx (casnat export-onnx)")
+    if args.device != "cpu":
+        raise UserError(f"--backend onnx runs on the CPU (onnxruntime), not --device {args.device}")
+    return OnnxRecognizer(args.onnx_model, mode=mode, num_threads=args.num_threads)
 
 
 class _Collect(logging.Handler):

@@ -16,8 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
+def add_model_arguments(p: argparse.ArgumentParser, exp_dir_required: bool = True) -> None:
+    """``--exp-dir`` (required unless ``exp_dir_required=False``: ``casnat decode --backend
+    onnx`` needs only its ONNX file), ``--checkpoint``, ``--device``, ``--num-threads``."""
+    p.add_argument(
+        "--exp-dir", type=Path, required=exp_dir_required, help="trained experiment directory"
+    )
     p.add_argument(
         "--checkpoint",
         type=Path,

@@ -7,6 +7,9 @@ pauses and decoded in bounded memory (``--long auto|always|never``), with word t
 time. Results go to stdout (``id text`` lines, as before) or, with ``--output-dir``, to
 ``DIR/transcripts.<fmt>`` for each ``--format`` (plus ``DIR/<id>.srt|vtt`` per input).
 
+``--backend onnx --model m.onnx`` decodes with onnxruntime from ``casnat export-onnx`` files
+(modes ctc_greedy and cassnat, inputs decoded whole).
+
 An input that cannot be read is reported on stderr as one line naming it and the reason; the rest
 are still transcribed and the exit status is 1 if any input failed.
 """
@@ -37,6 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="with --exp-dir; default: EXP_DIR/avg-*.pt if present, else the newest "
         "epoch checkpoint",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: decode with onnxruntime from 'casnat export-onnx' files (--model FILE.onnx; "
+        "modes ctc_greedy and cassnat; inputs decoded whole, no long-form) "
+        "(default: %(default)s)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
@@ -115,11 +126,25 @@ def _load(args: argparse.Namespace):
 
     from casnat.inference import load_model
 
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
     if args.model is not None and args.checkpoint is not None:
         raise UserError("--checkpoint goes with --exp-dir; a --model file holds its weights")
+    if args.backend == "onnx":
+        return _load_onnx(args)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     return load_model(args.model or args.exp_dir, args.checkpoint, args.device)
+
+
+def _load_onnx(args: argparse.Namespace):
+    """The ONNX recognizer of ``--model FILE.onnx``; the mode is checked before any audio is
+    read, so an unsupported one fails at once, naming itself."""
+    from casnat.onnx_export import OnnxRecognizer
+
+    if args.model is None:
+        raise UserError("--backend onnx needs --model FILE.onnx (written by casnat export-onnx)")
+    if args.device not in ("auto", "cpu"):
+        raise UserError(f"--backend onnx runs on the CPU (onnxruntime), not --device {args.device}")
+    return OnnxRecognizer(args.model, mode=args.mode, num_threads=args.num_threads)
 
 
 class Progress:
@@ -216,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
 
         from casnat.inference import worker_features
 
-        features = partial(worker_features, rec, num_workers=args.num_workers)
+        maker = rec.features if args.backend == "onnx" else rec
+        features = partial(worker_features, maker, num_workers=args.num_workers)
     progress = Progress(len(inputs), sum(i.duration or 0.0 for i in inputs), args.quiet)
     results = [None] * len(inputs)
     for i, r in rec.iter_transcribe(
