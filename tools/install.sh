@@ -2,7 +2,7 @@
 # Install casnat into the current Python environment (use a venv).
 #
 #   bash tools/install.sh          # casnat + the TTS engines the default recipe (egs/synth_en) needs
-#   bash tools/install.sh --dev    # also pytest, ruff, hypothesis for the test suite
+#   bash tools/install.sh --dev    # also pytest, ruff, hypothesis, onnx + onnxruntime for the test suite
 #
 # torch: if none is installed, the CPU build torch==2.13.0 is installed first (on a GPU machine,
 # install your CUDA torch before running this; casnat accepts any torch>=2.4 and keeps yours).
