@@ -5,14 +5,17 @@ recording is never encoded whole. Instead:
 
 1. **Stream** the audio in blocks (``soundfile.SoundFile.read(frames)`` for a file, slices of an
    in-memory array otherwise); multi-channel audio is downmixed to mono by averaging channels.
-2. **Find pauses** with the model's own CTC: the audio is encoded in chunks of ``vad_chunk_s``
-   (with ``vad_context_s`` of context each side, discarded) and every encoder frame gets
-   P(blank). A pause is a run of at least ``min_pause_s`` of frames with P(blank) above
-   ``blank_threshold`` (``vad="energy"`` uses frame energy instead: cheaper, cruder).
+2. **Find pauses**: every encoder frame gets a silence score, chunk by chunk (``vad_chunk_s``
+   with ``vad_context_s`` of context each side, discarded). ``vad="auto"`` (the default) uses
+   frame energy in a chunk whose loudest frame is ``auto_snr_db`` over its noise floor and the
+   model's own CTC P(blank) otherwise: energy finds pauses that a weak model's blank posteriors
+   miss, and the CTC holds in noise where energy cuts inside words (see :func:`make_silence`).
+   A pause is a run of at least ``min_pause_s`` of silent frames.
 3. **Cut** the stream into segments of at most ``max_segment_s``: at the midpoint of the first
-   pause at least ``min_segment_s`` in (default 4-10 s: segments near the training utterances'
-   length decode best, and short ones are the cheapest for self-attention). With no
-   pause in reach (continuous speech), the cut goes at the most blank-like frame of the
+   pause that is a sentence break (``sentence_pause_s`` long) or lies at least
+   ``min_segment_s`` in (segments near the training utterances' length decode best). A segment
+   keeps ``pause_keep_s`` of each pause; the rest of a pause is a silent segment, not decoded.
+   With no pause in reach (continuous speech), the cut goes at the most blank-like frame of the
    segment's second half: CTC emits a token on a spike of non-blank frames, so a frame where
    blank dominates lies between tokens, and a cut there loses and duplicates nothing without
    needing overlapping windows and a merge.
@@ -56,16 +59,30 @@ log = logging.getLogger(__name__)
 class LongformConfig:
     """How long audio is segmented and batched (seconds unless said otherwise)."""
 
-    # Segment lengths: a cut goes at the first pause at least min_segment_s in, never later than
-    # max_segment_s. Segments near the training utterances' length decode best (measured with
-    # tools/bench_longform.py on the FSDD model: 5-5 s matched one-by-one WER, every pause or
-    # up to 20 s cost 7-23 points); 0 cuts at every pause.
+    # Segment lengths: a cut goes at the first sentence pause, or the first pause at least
+    # min_segment_s in, never later than max_segment_s. Segments near the training utterances'
+    # length decode best (tools/bench_longform.py, 10 min of joined test utterances, WER against
+    # one-by-one decoding: synth_en (2 s utterances) 0-10 s +3%, 4-10 s +15%; FSDD (connected
+    # digits with pauses of up to 0.6 s between digits) 0-10 s +170%, 4-10 s -26%; the
+    # sentence pause serves both: +2.5% and +2 word errors).
     max_segment_s: float = 10.0
     min_segment_s: float = 4.0
     min_pause_s: float = 0.3  # shortest run of blank frames that counts as a pause
+    # A pause this long ends a segment even before min_segment_s (a sentence break: one
+    # utterance per segment, as in training); shorter pauses (between words, or FSDD's
+    # digits, up to 0.6 s) only once the segment is min_segment_s long.
+    sentence_pause_s: float = 0.7
+    # Silence kept each side of speech at a pause cut; the rest of a longer pause is a silent
+    # segment that is not decoded. Utterances are trained with ~0.1-0.3 s of silence around
+    # them, and a segment padded with a second of it decodes differently (and costs more).
+    pause_keep_s: float = 0.25
     blank_threshold: float = 0.95  # P(blank) above which a frame is silent (ctc VAD)
-    vad: Literal["ctc", "energy"] = "ctc"
+    vad: Literal["auto", "ctc", "energy", "both"] = "auto"
+    auto_snr_db: float = 30.0  # vad=auto: chunks with less peak-to-floor range use the ctc VAD
     energy_threshold_db: float = -40.0  # energy VAD: frames this far below the loudest are silent
+    energy_floor_db: float = -70.0  # energy VAD: frames below this (dBFS) are always silent
+    energy_noise_margin_db: float = 5.0  # energy VAD in noise: silent up to this over the floor
+    energy_min_snr_db: float = 6.0  # energy VAD: a silent frame is at least this under the peak
     vad_chunk_s: float = 30.0  # audio encoded at once by the ctc VAD
     vad_context_s: float = 1.0  # context each side of a VAD chunk, encoded and discarded
     lookahead_s: float = 5.0  # VAD frames known beyond max_segment_s before cutting
@@ -198,18 +215,79 @@ def ctc_blank_silence(rec) -> SilenceFn:
     return fn
 
 
-def energy_silence(threshold_db: float = -40.0) -> SilenceFn:
-    """1 for frames whose energy is ``threshold_db`` below the chunk's loudest frame, else 0."""
+def energy_silence(
+    threshold_db: float = -40.0,
+    floor_db: float = -70.0,
+    noise_margin_db: float = 10.0,
+    min_snr_db: float = 15.0,
+    memory: int = 3,
+) -> SilenceFn:
+    """1 for silent frames of a chunk, else 0. A frame is silent below ``floor_db`` dBFS (so a
+    chunk of digital silence is silent, not "speech" relative to its own loudest frame), or
+    below ``max(loudest + threshold_db, min(noise + noise_margin_db, loudest - min_snr_db))``,
+    where noise is the chunk's 5th-percentile frame energy. In clean audio the first term
+    decides (40 dB under the peak); in steady background noise 40 dB under the peak is under
+    the noise itself and would find no pause, so the threshold rises to just above the noise
+    floor, never closer than ``min_snr_db`` to the peak.
+
+    The peak is the loudest frame of this chunk and the ``memory - 1`` chunks before it (the
+    function is called on the stream's chunks in order): a chunk of noise alone has no speech
+    peak of its own to measure the noise against."""
+    tops: list[float] = []
 
     def fn(samples: np.ndarray, sr: int, n_frames: int) -> np.ndarray:
-        hop = max(1, len(samples) // max(n_frames, 1))
-        x = samples[: hop * n_frames].reshape(-1, hop) if n_frames else samples[:0].reshape(0, 1)
-        db = 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) + 1e-12)
+        db = _frame_db(samples, n_frames)
         if db.size == 0:
             return np.ones(n_frames, dtype=np.float32)
-        return _fit((db < db.max() + threshold_db).astype(np.float32), n_frames)
+        tops.append(float(db.max()))
+        del tops[:-memory]
+        top = max(tops)
+        noise = float(np.percentile(db, 5))
+        level = max(top + threshold_db, min(noise + noise_margin_db, top - min_snr_db))
+        quiet = (db < level) | (db < floor_db)
+        return _fit(quiet.astype(np.float32), n_frames)
 
     return fn
+
+
+def _frame_db(samples: np.ndarray, n_frames: int) -> np.ndarray:
+    """Energy (dBFS) of ``n_frames`` equal frames of ``samples``."""
+    hop = max(1, len(samples) // max(n_frames, 1))
+    x = samples[: hop * n_frames].reshape(-1, hop) if n_frames else samples[:0].reshape(0, 1)
+    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) + 1e-12)
+
+
+def make_silence(rec, cfg: LongformConfig) -> SilenceFn:
+    """The silence score ``cfg.vad`` names: ``ctc`` P(blank), ``energy`` 0/1, ``both`` their
+    product (silent only where the frame is quiet *and* the CTC says blank), ``auto`` energy
+    for a chunk whose loudest frame is ``auto_snr_db`` over its noise floor (5th percentile),
+    else ctc. Measured (tools/bench_longform.py): on clean joins energy found every pause of
+    the synth_en default model, whose blank posteriors are too weak to; in white noise at
+    10 dB SNR energy cut inside words (FSDD: 24% WER against 11% with ctc)."""
+    energy = energy_silence(
+        cfg.energy_threshold_db,
+        cfg.energy_floor_db,
+        cfg.energy_noise_margin_db,
+        cfg.energy_min_snr_db,
+    )
+    if cfg.vad == "energy":
+        return energy
+    ctc = ctc_blank_silence(rec)
+    if cfg.vad == "ctc":
+        return ctc
+    if cfg.vad == "auto":
+
+        def auto(samples: np.ndarray, sr: int, n_frames: int) -> np.ndarray:
+            db = _frame_db(samples, n_frames)
+            clean = db.size > 0 and db.max() - np.percentile(db, 5) >= cfg.auto_snr_db
+            return (energy if clean else ctc)(samples, sr, n_frames)
+
+        return auto
+
+    def both(samples: np.ndarray, sr: int, n_frames: int) -> np.ndarray:
+        return ctc(samples, sr, n_frames) * energy(samples, sr, n_frames)
+
+    return both
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:
@@ -237,12 +315,17 @@ def pause_runs(silent: np.ndarray, min_frames: int) -> list[tuple[int, int]]:
 
 
 def choose_cut(
-    score: np.ndarray, max_frames: int, min_pause: int, threshold: float, min_frames: int = 0
+    score: np.ndarray,
+    max_frames: int,
+    min_pause: int,
+    threshold: float,
+    min_frames: int = 0,
+    long_pause: int | None = None,
 ) -> tuple[int, bool]:
     """Where to end the next segment, in frames, and whether that cut is at a pause.
 
-    The midpoint of the first pause whose midpoint is at least ``min_frames`` in (clamped to
-    ``max_frames``); else of the last pause before that; failing any pause within
+    The midpoint of the first pause whose midpoint is at least ``min_frames`` in, or that is at
+    least ``long_pause`` frames long (clamped to ``max_frames``); else of the last pause before that; failing any pause within
     ``max_frames``, the most silent frame of ``[max_frames // 2, max_frames]`` (the latest one
     on ties, for the longest segment).
 
@@ -252,14 +335,18 @@ def choose_cut(
     >>> choose_cut(np.array([0.1, 0.2, 0.9, 0.3, 0.1, 0.1]), 4, 3, 0.95)
     (2, False)
     """
-    cuts = [
-        min((s + e) // 2, max_frames)
+    runs = [
+        (min((s + e) // 2, max_frames), e - s)
+        # A pause at frame 0 is the rest of the one the previous cut went into: cutting it
+        # again would only make a sliver of silence.
         for s, e in pause_runs(score > threshold, min_pause)
-        if s < max_frames and (s + e) // 2 > 0
+        if 0 < s < max_frames
     ]
-    if cuts:
-        late = [c for c in cuts if c >= min_frames]
-        return (late[0] if late else cuts[-1]), True
+    if runs:
+        late = [
+            c for c, n in runs if c >= min_frames or (long_pause is not None and n >= long_pause)
+        ]
+        return (late[0] if late else runs[-1][0]), True
     lo = max(1, max_frames // 2)
     window = score[lo : max_frames + 1]
     best = lo + int(len(window) - 1 - np.argmax(window[::-1]))
@@ -285,6 +372,7 @@ def segment_stream(
     chunk = max(1, int(cfg.vad_chunk_s / frame_seconds))
     ctx = int(cfg.vad_context_s / frame_seconds)
     min_pause = max(1, round(cfg.min_pause_s / frame_seconds))
+    keep = max(0, round(cfg.pause_keep_s / frame_seconds))
 
     buf = np.zeros(0, dtype=np.float32)  # audio from buf_start on
     buf_start = 0  # samples
@@ -322,6 +410,19 @@ def segment_stream(
                 break
         if len(buf) == 0:
             return
+        quiet = score > cfg.blank_threshold
+        lead = _run_length(quiet)
+        known_all = eof and len(score) * hop >= len(buf)
+        if lead > keep and (lead < len(score) or known_all or len(score) >= need):
+            # Leading silence beyond `keep` frames (the rest of a pause the last cut went
+            # into, or the file's start): a segment of its own, never decoded.
+            n_drop = lead if lead == len(score) and known_all else lead - keep
+            n = min(len(buf), n_drop * hop)
+            yield Segment(buf_start / sr, buf[:n].copy(), sr, True, True)
+            buf, score = buf[n:], score[n_drop:]
+            buf_start += n
+            after_pause = True
+            continue
         if eof and len(buf) <= max_frames * hop:
             cut, at_pause = -(-len(buf) // hop), True
         else:
@@ -331,13 +432,29 @@ def segment_stream(
                 min_pause,
                 cfg.blank_threshold,
                 int(cfg.min_segment_s / frame_seconds),
+                max(1, round(cfg.sentence_pause_s / frame_seconds)),
             )
+        # At a pause cut, the segment keeps `keep` frames of the pause; the rest up to the cut
+        # is a silent segment (the rest after it is trimmed as the next one's leading silence).
+        end = cut
+        if at_pause:
+            end = min(cut, cut - _run_length(quiet[:cut][::-1]) + keep)
+        for lo, hi, silent in ((0, end, False), (end, cut, True)):
+            if hi <= lo:
+                continue
+            x, y = min(len(buf), lo * hop), min(len(buf), hi * hop)
+            silent = silent or bool(np.all(quiet[lo:hi]))
+            yield Segment((buf_start + x) / sr, buf[x:y].copy(), sr, after_pause or lo > 0, silent)
         n = min(len(buf), cut * hop)
-        silent = bool(np.all(score[:cut] > 0.5)) if cfg.vad == "ctc" else False
-        yield Segment(buf_start / sr, buf[:n].copy(), sr, after_pause, silent)
         buf, score = buf[n:], score[cut:]
         buf_start += n
         after_pause = at_pause
+
+
+def _run_length(flags: np.ndarray) -> int:
+    """How many leading entries of ``flags`` are True."""
+    off = np.flatnonzero(~flags)
+    return int(off[0]) if len(off) else len(flags)
 
 
 # --- decoding and stitching -----------------------------------------------------------------
@@ -459,9 +576,7 @@ def transcribe_long(
     cfg = cfg or LongformConfig()
     blocks, sr, duration = audio_blocks(audio, sample_rate, cfg.block_s)
     fs = _frame_seconds(rec)
-    silence = (
-        ctc_blank_silence(rec) if cfg.vad == "ctc" else energy_silence(cfg.energy_threshold_db)
-    )
+    silence = make_silence(rec, cfg)
     word_tokens = getattr(rec.tokenizer, "kind", "") == "word"
 
     parts: list[tuple[Segment, list[TimedPiece]]] = []
@@ -519,6 +634,7 @@ __all__ = [
     "ctc_blank_silence",
     "energy_silence",
     "forced_timings",
+    "make_silence",
     "pause_runs",
     "segment_stream",
     "stitch",

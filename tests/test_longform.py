@@ -171,6 +171,68 @@ def test_silence_is_not_decoded():
     assert decoded < 5.0  # of 10 s
 
 
+def test_pauses_are_trimmed_to_the_kept_silence():
+    """Decoded segments hold at most ``pause_keep_s`` of a pause each side of the speech (the
+    rest is a silent segment), and every pause gives exactly one cut: one decoded segment per
+    word, none of silence alone."""
+    words, total = layout(12, 0.2, 1.6, lead=1.0, seed=4)
+    cfg = LongformConfig(**{**SMALL.__dict__, "max_segment_s": 4.0, "pause_keep_s": 0.2})
+    for vad in ("ctc", "energy"):
+        res = transcribe_long(FakeRecognizer(), make_audio(words, total), SR,
+                              cfg=dataclasses.replace(cfg, vad=vad))
+        _check(res, words)
+        assert len(res.segments) == len(words)
+        for (s, e), (_, start, dur) in zip(res.segments, words, strict=True):
+            assert start - 0.2 - 1e-6 <= s <= start and start + dur <= e <= start + dur + 0.2 + 1e-6
+
+
+def test_energy_vad_finds_pauses_in_steady_noise():
+    """White noise 40 dB under the loudest word: a threshold 40 dB under the peak lies under
+    the noise and finds no pause; the noise-floor rule finds every one."""
+    from casnat.longform import energy_silence
+
+    words, total = layout(12, 0.2, 1.0, lead=0.6, seed=6)
+    rng = np.random.default_rng(0)
+    audio = make_audio(words, total) + 0.01 * rng.standard_normal(int(round(total * SR)))
+    audio = audio.astype(np.float32)
+    fixed = energy_silence(-40.0, noise_margin_db=-100.0)  # the plain relative rule
+    assert fixed(audio[: 2 * SR], SR, 50).sum() == 0
+    cfg = dataclasses.replace(SMALL, vad="energy", max_segment_s=4.0)
+    res = transcribe_long(FakeRecognizer(), audio, SR, cfg=cfg)
+    _check(res, words)
+    assert len(res.segments) >= len(words) - 1  # the stream's last <= 4 s is one segment
+
+
+def test_auto_vad_uses_energy_in_clean_audio_and_ctc_in_noise():
+    """``vad="auto"``: a chunk with a wide peak-to-floor range gets the energy score (0/1), a
+    noisy one the model's P(blank) (continuous)."""
+    from casnat.longform import ctc_blank_silence, energy_silence, make_silence
+
+    rec = FakeRecognizer()
+    words, total = layout(3, 0.2, 0.6, seed=7)
+    clean = make_audio(words, total)
+    noisy = (clean + 0.03 * np.random.default_rng(1).standard_normal(len(clean)))
+    noisy = noisy.astype(np.float32)
+    auto = make_silence(rec, LongformConfig(vad="auto"))
+    n = int(total / FRAME)
+    np.testing.assert_array_equal(auto(clean, SR, n), energy_silence()(clean, SR, n))
+    np.testing.assert_allclose(auto(noisy, SR, n), ctc_blank_silence(rec)(noisy, SR, n))
+
+
+def test_segments_tile_the_audio_with_trimming():
+    """Silent segments included, the segments cover the stream exactly once, in order."""
+    words, total = layout(20, 0.2, 0.9, seed=5)
+    audio = make_audio(words, total)
+    blocks, sr, _ = audio_blocks(audio, SR, block_s=0.5)
+    from casnat.longform import ctc_blank_silence
+
+    segs = list(segment_stream(blocks, sr, FRAME, ctc_blank_silence(FakeRecognizer()), SMALL))
+    assert sum(len(s.samples) for s in segs) == len(audio)
+    ends = [round((s.start + s.duration) * SR) for s in segs]
+    assert [round(s.start * SR) for s in segs[1:]] == ends[:-1]
+    assert any(s.silent for s in segs) and not all(s.silent for s in segs)
+
+
 def test_stream_is_read_lazily():
     """The segmenter holds a bounded amount of audio: when the first segment comes out, only the
     blocks needed for it plus the lookahead and a VAD chunk have been read."""

@@ -47,8 +47,24 @@ def _load_utts(cuts: Path, root: Path, limit: int) -> tuple[list[np.ndarray], li
     return audio, texts, int(sr)
 
 
+def add_noise(audio: list[np.ndarray], snr_db: float | None, seed: int = 1
+              ) -> tuple[list[np.ndarray], float]:
+    """White noise at ``snr_db`` under the utterances' mean power, added to each utterance;
+    returns the noisy utterances and the noise's standard deviation (the pauses get the same
+    noise, so the recording is one steady noise floor). ``None``: unchanged, and pauses of
+    noise at 1e-3 (-60 dBFS)."""
+    if snr_db is None:
+        return audio, 1e-3
+    rng = np.random.default_rng(seed)
+    power = float(np.mean(np.concatenate(audio).astype(np.float64) ** 2))
+    std = float(np.sqrt(power / 10 ** (snr_db / 10)))
+    noisy = [np.clip(x + std * rng.standard_normal(len(x)), -1, 1).astype(np.float32)
+             for x in audio]
+    return noisy, std
+
+
 def _build(audio: list[np.ndarray], sr: int, minutes: float, pause_s: float, path: Path,
-           seed: int = 0) -> list[tuple[int, float, float]]:
+           seed: int = 0, noise_std: float = 1e-3) -> list[tuple[int, float, float]]:
     """Write utterances (cycled) with pauses of ``pause_s`` +- 50% to ``path``; returns
     (utterance index, start, end) of each placement."""
     import soundfile as sf
@@ -57,7 +73,7 @@ def _build(audio: list[np.ndarray], sr: int, minutes: float, pause_s: float, pat
     placed, t, k = [], 0.0, 0
     with sf.SoundFile(str(path), "w", sr, 1, subtype="PCM_16") as f:
         while t < minutes * 60:
-            gap = np.float32(1e-3) * rng.standard_normal(
+            gap = np.float32(noise_std) * rng.standard_normal(
                 int(pause_s * sr * rng.uniform(0.5, 1.5))).astype(np.float32)
             f.write(gap)
             t += len(gap) / sr
@@ -80,7 +96,9 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rec = load_model(args.exp_dir, args.checkpoint, args.device)
     cfg = LongformConfig(max_segment_s=args.max_segment_s, min_segment_s=args.min_segment_s,
-                         min_pause_s=args.min_pause_s, vad=args.vad, batch_size=args.batch_size)
+                         min_pause_s=args.min_pause_s, pause_keep_s=args.pause_keep_s,
+                         sentence_pause_s=args.sentence_pause_s,
+                         vad=args.vad, batch_size=args.batch_size)
     t0 = time.perf_counter()
     res = transcribe_long(rec, args.child, opts=DecodeOptions(mode=args.mode), cfg=cfg)
     wall = time.perf_counter() - t0
@@ -138,6 +156,9 @@ def _score(placed, words, texts, solo) -> dict[str, float]:
 
 
 def main() -> None:
+    from casnat.longform import LongformConfig
+
+    d = LongformConfig()  # the library's defaults are the benchmark's
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--exp-dir", required=True)
     ap.add_argument("--checkpoint", default=None)
@@ -146,12 +167,17 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, nargs="+", default=[10, 30, 60])
     ap.add_argument("--max-utts", type=int, default=300)
     ap.add_argument("--pause-s", type=float, default=0.8)
+    ap.add_argument("--snr", type=float, default=None,
+                    help="add white noise at this SNR (dB) to utterances and pauses alike; the "
+                    "one-by-one decoding gets the same noisy utterances")
     ap.add_argument("--mode", default="cassnat")
-    ap.add_argument("--vad", default="ctc", choices=["ctc", "energy"])
-    ap.add_argument("--max-segment-s", type=float, default=10.0)
-    ap.add_argument("--min-segment-s", type=float, default=4.0)
-    ap.add_argument("--min-pause-s", type=float, default=0.3)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--vad", default=d.vad, choices=["auto", "ctc", "energy", "both"])
+    ap.add_argument("--max-segment-s", type=float, default=d.max_segment_s)
+    ap.add_argument("--min-segment-s", type=float, default=d.min_segment_s)
+    ap.add_argument("--min-pause-s", type=float, default=d.min_pause_s)
+    ap.add_argument("--pause-keep-s", type=float, default=d.pause_keep_s)
+    ap.add_argument("--sentence-pause-s", type=float, default=d.sentence_pause_s)
+    ap.add_argument("--batch-size", type=int, default=d.batch_size)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -166,12 +192,13 @@ def main() -> None:
 
         args.checkpoint = str(default_checkpoint(Path(args.exp_dir)))
     audio, texts, sr = _load_utts(args.cuts, args.root, args.max_utts)
+    audio, noise_std = add_noise(audio, args.snr)
     solo = _solo(args, audio, sr)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in args.minutes:
             wav = Path(tmp) / f"long_{minutes:g}min.wav"
-            placed = _build(audio, sr, minutes, args.pause_s, wav)
+            placed = _build(audio, sr, minutes, args.pause_s, wav, noise_std=noise_std)
             cmd = [sys.executable, __file__, *sys.argv[1:], "--checkpoint", args.checkpoint,
                    "--child", str(wav)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -183,7 +210,8 @@ def main() -> None:
             print(f"done {minutes:g} min: {json.dumps(r)}", file=sys.stderr)
     print(f"checkpoint {args.checkpoint}")
     print(f"mode {args.mode}, vad {args.vad}, segments {args.min_segment_s:g}-"
-          f"{args.max_segment_s:g} s, min pause {args.min_pause_s:g} s, "
+          f"{args.max_segment_s:g} s, min pause {args.min_pause_s:g} s, pause kept "
+          f"{args.pause_keep_s:g} s, sentence pause {args.sentence_pause_s:g} s, noise {'none' if args.snr is None else f'{args.snr:g} dB'}, "
           f"{args.threads} threads, device {args.device}")
     print("| minutes | utts | segments | peak RSS MiB | wall s | RTF | WER vs ref | "
           "one-by-one WER vs ref | WER vs one-by-one | starts within 100 ms |")

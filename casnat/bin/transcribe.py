@@ -99,6 +99,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--long-threshold (default: %(default)s)",
     )
     p.add_argument(
+        "--vad",
+        choices=("auto", "energy", "ctc", "both"),
+        default=None,
+        help="long-form pause finder: frame energy, the model's CTC blank posteriors, both, "
+        "or auto (energy in clean audio, CTC in noise; the default)",
+    )
+    p.add_argument(
+        "--max-segment-s",
+        type=float,
+        default=None,
+        help="long-form: longest segment decoded at once (default: 10)",
+    )
+    p.add_argument(
         "--long-threshold",
         type=float,
         default=None,
@@ -207,6 +220,17 @@ class Progress:
         )
 
 
+def _long_cfg(args: argparse.Namespace):
+    """The long-form settings the command line changes, over LongformConfig's defaults."""
+    from casnat.longform import LongformConfig
+
+    changes = {k: v for k, v in (("vad", args.vad), ("max_segment_s", args.max_segment_s))
+               if v is not None}
+    if args.max_segment_s is not None and args.max_segment_s <= 0:
+        raise SystemExit("casnat transcribe: --max-segment-s must be > 0")
+    return LongformConfig(**changes)
+
+
 def _stdout_text(results, timestamps: bool) -> None:
     """Today's stdout: ``id text`` per decoded input, in input order (failures left out)."""
     for r in results:
@@ -250,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
         opts,
         long=args.long,
         long_threshold_s=args.long_threshold,
+        long_cfg=_long_cfg(args),
         batch_size=args.batch_size,
         batch_seconds=args.batch_seconds,
         features=features,

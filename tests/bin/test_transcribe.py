@@ -312,3 +312,20 @@ def test_each_failed_input_is_one_stderr_line(exp, tmp_path, capsys):
     assert sum("tiny.wav" in ln for ln in err.splitlines()) == 1
     assert sum("gone.wav" in ln for ln in err.splitlines()) == 1
     assert "too short" in err and "no such audio file" in err
+
+
+def test_long_form_options_reach_the_segmenter():
+    """``--vad`` / ``--max-segment-s`` change the long-form settings and nothing else; the
+    defaults are LongformConfig's; a non-positive segment length is refused."""
+    import argparse
+
+    from casnat.bin.transcribe import _long_cfg, add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert _long_cfg(p.parse_args(["--exp-dir", "e", "x.wav"])) == LongformConfig()
+    args = p.parse_args(["--exp-dir", "e", "--vad", "ctc", "--max-segment-s", "6", "x.wav"])
+    cfg = _long_cfg(args)
+    assert cfg == LongformConfig(vad="ctc", max_segment_s=6.0)
+    with pytest.raises(SystemExit, match="max-segment-s"):
+        _long_cfg(p.parse_args(["--exp-dir", "e", "--max-segment-s", "0", "x.wav"]))
