@@ -118,8 +118,10 @@ def test_babble_mixes_other_speakers_of_the_batch() -> None:
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0])
-def test_coloured_noise_has_a_1_over_f_alpha_spectrum(alpha: float) -> None:
-    x = coloured_noise(2**16, alpha, np.random.default_rng(0))
+@pytest.mark.parametrize("n", [2**16, 2**16 + 1])  # the second is shaped at a padded length
+def test_coloured_noise_has_a_1_over_f_alpha_spectrum(alpha: float, n: int) -> None:
+    x = coloured_noise(n, alpha, np.random.default_rng(0))
+    assert x.shape == (n,)
     assert abs(_power(x) - 1.0) < 1e-9 and abs(x.mean()) < 1e-9
     spec = np.abs(np.fft.rfft(x)) ** 2
     f = np.arange(spec.size)
@@ -180,6 +182,21 @@ def test_band_limit_and_telephone_remove_energy_outside_the_band() -> None:
     z = telephone(x, sr, use_mu_law=True)  # quantization noise stays below 4 kHz (8 kHz link)
     assert _fraction(z, sr, lambda f: f > 4000) < 1e-3 and not np.allclose(z, y)
     assert np.unique(mu_law(np.linspace(-1, 1, 10000))).size <= 256
+
+
+@pytest.mark.parametrize("n", [16001, 31973, 48007])  # lengths with a large prime factor
+def test_band_limit_at_awkward_lengths_keeps_the_band(n: int) -> None:
+    """The FFT runs at a fast padded length there: the result keeps the input's length and
+    leaks under -30 dB out of the band, and the band itself passes nearly unchanged."""
+    sr = 16000
+    x = 0.1 * np.random.default_rng(n).standard_normal(n)
+    y = band_limit(x, sr)
+    assert y.shape == x.shape
+    assert _fraction(y, sr, lambda f: (f > 3400) | (f < 300)) < 1e-3
+    spec_x, spec_y = np.abs(np.fft.rfft(x)) ** 2, np.abs(np.fft.rfft(y)) ** 2
+    f = np.fft.rfftfreq(n, 1 / sr)
+    mid = (f > 500) & (f < 3200)
+    assert abs(spec_y[mid].sum() / spec_x[mid].sum() - 1.0) < 0.05
 
 
 @needs_fsdd
