@@ -1,7 +1,7 @@
 """``casnat`` command line. Each subcommand is a thin module in ``casnat/bin``.
 
     casnat prepare fsdd|synth_en|kaldi|librispeech ...   corpus -> lhotse manifests
-    casnat features --cuts IN --out-dir D                80-dim fbank into lhotse storage
+    casnat features --cuts IN --out-dir D [--config C]   fbank into lhotse storage
     casnat train --config X.yaml --exp-dir exp/Y         (also: torchrun ... -m casnat.bin.train)
     casnat average --exp-dir exp/Y --last 5              checkpoint averaging
     casnat decode --exp-dir exp/Y --cuts test.jsonl.gz   decode + WER/CER report

@@ -55,13 +55,14 @@ stage_features() {
   local set sp
   in_stages 1 || return 0
   [ -z "$features_done" ] || [ ! -f "$features_done" ] || return 0
-  echo "stage 1: 80-dim fbank (train speed perturbation 0.9/1.0/1.1: $speed_perturb)"
+  echo "stage 1: fbank as $train_config's features: section says (train speed perturbation 0.9/1.0/1.1: $speed_perturb)"
   mkdir -p "$fbank"
   for set in $train_set $feature_sets; do
     [ -n "$features_done" ] || [ ! -f "$fbank/.done_$set" ] || continue
     sp=
     [ "$set" != "$train_set" ] || [ "$speed_perturb" != true ] || sp=--speed-perturb
-    casnat features --cuts "$manifests/cuts_$set.jsonl.gz" --out-dir "$fbank" $sp --num-jobs "$nj"
+    casnat features --cuts "$manifests/cuts_$set.jsonl.gz" --out-dir "$fbank" $sp \
+      --num-jobs "$nj" --config "$train_config"
     [ -n "$features_done" ] || touch "$fbank/.done_$set"
   done
   local_features

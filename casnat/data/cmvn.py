@@ -19,7 +19,12 @@ import torch
 from lhotse import CutSet
 
 from casnat.config import FeatureConfig
-from casnat.data.features import DEFAULT_FEATURES, cut_features, make_extractor
+from casnat.data.features import (
+    DEFAULT_FEATURES,
+    cut_features,
+    make_extractor,
+    stored_features_match,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,8 @@ def compute_global_cmvn(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and std (each ``(F,)`` float32) over all frames of ``cuts``.
 
-    Uses stored features when a cut has them, otherwise computes fbank from its audio.
+    Uses stored features when a cut has them and they match ``feature_cfg`` (an on-the-fly
+    config may differ from stage 1's stored features), otherwise computes fbank from its audio.
     Accumulates in float64; unreadable cuts are skipped with a warning; at most ``max_cuts``
     cuts are read (None = all). ``std`` is floored at ``min_std``.
     """
@@ -43,7 +49,7 @@ def compute_global_cmvn(
         if max_cuts is not None and used >= max_cuts:
             break
         try:
-            if cut.has_features:
+            if cut.has_features and stored_features_match(cut, feature_cfg):
                 x = cut.load_features()
             else:
                 extractor = extractor or make_extractor(feature_cfg)

@@ -29,6 +29,7 @@ from casnat.data.features import (
     DEFAULT_FEATURES,
     AudioCache,
     audio_source,
+    check_stored_features,
     cut_features,
     make_extractor,
 )
@@ -137,6 +138,7 @@ class AsrDataset(torch.utils.data.Dataset):
 
             return cut_features(cut, self.extractor, self.feature_cfg.sample_rate, transform,
                                 self.audio_cache)
+        check_stored_features(cut, self.feature_cfg)  # raises: the manifest is wrong, not the cut
         try:
             feats = cut.load_features()
         except Exception as e:  # missing/corrupt storage raises many types

@@ -45,11 +45,75 @@ from lhotse.features.io import FeaturesWriter, NumpyFilesWriter
 from casnat.atomic import atomic_write_text
 from casnat.config import FeatureConfig
 from casnat.data.level import normalize_level
-from casnat.errors import one_line_reason
+from casnat.errors import UserError, one_line_reason
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FEATURES = FeatureConfig()
+
+#: ``cut.custom`` key under which :func:`compute_features` records the :class:`FeatureConfig`
+#: fields that shape stored features, so a later reader can tell they match its own config.
+FEATURES_RECORD_KEY = "casnat_features"
+_RECORDED_FIELDS = ("sample_rate", "num_mel_bins", "frame_shift", "frame_length", "level_dbfs")
+
+
+class FeatureMismatchError(UserError):
+    """Stored features were computed with another front end than the experiment's config asks
+    for (sample rate, mel bins, frame shift/length, input level). Not a ValueError on purpose:
+    datasets skip unreadable cuts on ValueError, and a mismatch is the whole manifest's problem,
+    so it must stop the run instead of skipping every cut one warning at a time."""
+
+
+def feature_record(cfg: FeatureConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that change stored features, as stored in ``cut.custom``."""
+    return {k: getattr(cfg, k) for k in _RECORDED_FIELDS}
+
+
+def stored_features_match(cut: Any, cfg: FeatureConfig) -> bool:
+    """True when ``cut``'s stored features are what ``cfg`` computes (see
+    :func:`check_stored_features`)."""
+    try:
+        check_stored_features(cut, cfg)
+    except FeatureMismatchError:
+        return False
+    return True
+
+
+def check_stored_features(cut: Any, cfg: FeatureConfig) -> None:
+    """Raise :class:`FeatureMismatchError` naming ``cut`` when its stored features cannot be
+    what ``cfg`` would compute.
+
+    Why: stored features are computed once (stage 1) and shared by every model of a recipe; a
+    config whose ``features:`` section differs (8 kHz, 40 mel bins, ``level_dbfs``) would
+    otherwise train or decode on features it never asked for, with no error, only bad WER.
+    Manifests written by :func:`compute_features` carry the config in ``cut.custom``; older
+    ones (and other tools') are checked on what lhotse records: feature dimension, sampling
+    rate and frame shift.
+    """
+    f = cut.features
+    have: dict[str, Any] = dict((cut.custom or {}).get(FEATURES_RECORD_KEY) or {})
+    have.setdefault("num_mel_bins", f.num_features)
+    have.setdefault("sample_rate", f.sampling_rate)
+    have.setdefault("frame_shift", f.frame_shift)
+    want = feature_record(cfg)
+    diff = []
+    for k in _RECORDED_FIELDS:
+        if k not in have:
+            continue
+        a, b = have[k], want[k]
+        same = (a is None and b is None) or (
+            a is not None and b is not None and abs(float(a) - float(b)) < 1e-9
+        )
+        if not same:
+            diff.append(f"{k} {a!r} (stored) vs {b!r} (config)")
+    if diff:
+        where = getattr(f, "storage_path", None) or "?"
+        raise FeatureMismatchError(
+            f"stored features of cut {cut.id} ({where}) do not match the config's features: "
+            f"{'; '.join(diff)}. Recompute them with `casnat features --config <your config>` "
+            "(in a recipe: delete the fbank dir's .done markers and rerun stage 1), or set "
+            "data.on_the_fly_feats: true"
+        )
 
 
 @dataclass
@@ -415,7 +479,10 @@ def _writer(storage_path: str) -> FeaturesWriter:
 
 
 def _extract_shard(
-    cuts: list[Any], extractor: FeatureExtractor, storage_path: str
+    cuts: list[Any],
+    extractor: FeatureExtractor,
+    storage_path: str,
+    record: dict[str, Any] | None = None,
 ) -> tuple[list[Any], list[str]]:
     """Worker: extract and store features of ``cuts``; returns (cuts with features, skipped)."""
     from lhotse.features import Features
@@ -446,7 +513,10 @@ def _extract_shard(
                 storage_path=str(writer.storage_path),
                 storage_key=key,
             )
-            done.append(fastcopy(cut, features=features))
+            custom = dict(cut.custom or {})
+            if record is not None:
+                custom[FEATURES_RECORD_KEY] = record
+            done.append(fastcopy(cut, features=features, custom=custom or None))
     return done, skipped
 
 
@@ -466,7 +536,9 @@ def compute_features(
     Features go to ``out_dir/feats_{name}_{job}.lca`` and the manifest to
     ``out_dir/{name}.jsonl.gz`` (``name`` = ``out_name`` or the input's stem), which is
     returned. Unreadable audio is skipped with a warning naming the file; the count is logged
-    and stored in ``out_dir/{name}.skipped.txt``.
+    and stored in ``out_dir/{name}.skipped.txt``. Each cut records ``cfg``'s front-end fields
+    in ``cut.custom`` so readers can refuse features made for another config
+    (:func:`check_stored_features`).
 
     >>> compute_features("data/manifests/cuts_train.jsonl.gz", "data/fbank")  # doctest: +SKIP
     PosixPath('data/fbank/cuts_train.jsonl.gz')
@@ -482,14 +554,16 @@ def compute_features(
         cuts = CutSet.from_cuts(c for part in parts for c in part)
     cut_list = list(cuts)
     extractor = make_extractor(cfg, backend)
+    record = feature_record(cfg)
     num_jobs = max(1, min(num_jobs, len(cut_list)))
     shards = [cut_list[i::num_jobs] for i in range(num_jobs)]
     paths = [str(out_dir / f"feats_{name}_{i}") for i in range(num_jobs)]
     if num_jobs == 1:
-        results = [_extract_shard(shards[0], extractor, paths[0])]
+        results = [_extract_shard(shards[0], extractor, paths[0], record)]
     else:
         with ProcessPoolExecutor(num_jobs, initializer=_one_thread) as pool:
-            results = list(pool.map(_extract_shard, shards, [extractor] * num_jobs, paths))
+            results = list(pool.map(_extract_shard, shards, [extractor] * num_jobs, paths,
+                                    [record] * num_jobs))
     done = [c for r in results for c in r[0]]
     skipped = [s for r in results for s in r[1]]
     by_id = {c.id: c for c in done}

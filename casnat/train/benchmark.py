@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from casnat.config import ExperimentConfig, load_config
+from casnat.config import ExperimentConfig, FeatureConfig, load_config
 from casnat.models.asr import ASRModel
 from casnat.profiling import PhaseRecorder, phase
 from casnat.train.distributed import DistInfo
@@ -160,12 +160,14 @@ def _recipe_dir(config: Path) -> Path:
     return config.parent.parent if config.parent.name == "conf" else config.parent
 
 
-def _build_corpus(kind: str, out: Path, num_utts: int) -> Path:
-    """A small corpus like the recipe's, with stored fbank; returns its train cuts manifest."""
-    from casnat.data.features import compute_features
+def _build_corpus(kind: str, out: Path, num_utts: int, features: FeatureConfig) -> Path:
+    """A small corpus like the recipe's, with stored fbank computed as ``features`` says;
+    returns its train cuts manifest. Configs with different front ends get their own copy."""
+    from casnat.data.features import compute_features, feature_record
     from casnat.testing import fsdd_dir, shared_data_dir
 
-    done = out / "fbank" / "cuts_train.jsonl.gz"
+    tag = "_".join(f"{v}" for v in feature_record(features).values())
+    done = out / f"fbank_{tag}" / "cuts_train.jsonl.gz"
     if done.is_file():
         return done
     if kind == "fsdd":
@@ -186,7 +188,8 @@ def _build_corpus(kind: str, out: Path, num_utts: int) -> Path:
                                      num_dev=1, num_test=1, num_jobs=2)
     else:
         raise FileNotFoundError(f"bench-train: no data for recipe {kind!r} and no builder for it")
-    return compute_features(manifests["train"], out / "fbank", speed_perturb=None, num_jobs=2)
+    return compute_features(manifests["train"], done.parent, speed_perturb=None, num_jobs=2,
+                            cfg=features)
 
 
 def _train_cuts(config: Path, cfg: ExperimentConfig, override: Path | None, opts: BenchOptions
@@ -200,7 +203,7 @@ def _train_cuts(config: Path, cfg: ExperimentConfig, override: Path | None, opts
     path = Path(cfg.data.train_cuts)
     if override is None and path.is_file():
         return path, str(path.resolve())
-    built = _build_corpus(recipe, opts.work_dir / f"data_{recipe}", opts.num_utts)
+    built = _build_corpus(recipe, opts.work_dir / f"data_{recipe}", opts.num_utts, cfg.features)
     return built, f"built {opts.num_utts} {recipe} utterances with stored fbank"
 
 

@@ -85,6 +85,7 @@ train_model() {
 recipe=librispeech
 manifests=$data_dir/manifests
 fbank=$data_dir/fbank
+train_config=$config   # stage 1 takes the front end from its features: section
 features_done=         # a marker per set: 100h and 960h share the data dir and its dev/test sets
 feature_sets="dev dev_clean dev_other test_clean test_other"
 dev_sets="dev_clean dev_other"

@@ -3,10 +3,11 @@ from pathlib import Path
 import pytest
 import torch
 from lhotse import CutSet
+from lhotse.utils import fastcopy
 
-from casnat.config import SpecAugmentConfig, TokenizerConfig
+from casnat.config import FeatureConfig, SpecAugmentConfig, TokenizerConfig
 from casnat.data.dataset import AsrDataset, Batch, spec_augment
-from casnat.data.features import compute_features
+from casnat.data.features import FeatureMismatchError, compute_features
 from casnat.data.tokenizer import Tokenizer
 
 
@@ -150,3 +151,60 @@ def test_bad_audio_skipped_in_batch(bad_cuts: CutSet, tok: Tokenizer, caplog) ->
     only_bad = CutSet.from_cuts([c for c in bad_cuts if not c.id.startswith("tone")])
     empty = ds[only_bad]
     assert empty.size == 0 and empty.feats.shape == (0, 0, 80) and ds.num_skipped == 6
+
+
+def _stored(cuts: CutSet, tmp_path: Path, cfg: FeatureConfig, name: str = "c") -> CutSet:
+    cuts.to_file(tmp_path / f"{name}.jsonl.gz")
+    return CutSet.from_file(
+        compute_features(tmp_path / f"{name}.jsonl.gz", tmp_path / f"f_{name}", None, cfg=cfg)
+    )
+
+
+@pytest.mark.parametrize(
+    "stored_cfg, field",
+    [
+        (FeatureConfig(sample_rate=8000), "sample_rate"),
+        (FeatureConfig(num_mel_bins=40), "num_mel_bins"),
+        (FeatureConfig(level_dbfs=-25.0), "level_dbfs"),
+    ],
+)
+def test_stored_features_for_another_front_end_stop_the_run(
+    tone_cuts: CutSet, tok: Tokenizer, tmp_path: Path, stored_cfg: FeatureConfig, field: str
+) -> None:
+    """Features stored for another config must not be fed to a model silently (nor skipped cut
+    by cut): the error names the cut, the field and both values."""
+    stored = _stored(tone_cuts, tmp_path, stored_cfg)
+    with pytest.raises(FeatureMismatchError, match=rf"cut {stored[0].id} .*{field}"):
+        AsrDataset(tok, train=False)[stored]  # the default front end: 80 bins, 16 kHz, no level
+    ok = AsrDataset(tok, train=False, feature_cfg=stored_cfg)[stored]  # its own config reads it
+    assert ok.feats.shape[0] == len(stored) and ok.feats.shape[2] == stored_cfg.num_mel_bins
+    # on the fly, stored features are not used, so they cannot mismatch
+    assert AsrDataset(tok, train=False, on_the_fly=True)[stored].feats.shape[2] == 80
+
+
+def test_unrecorded_manifests_are_checked_on_what_lhotse_stores(
+    tone_cuts: CutSet, tok: Tokenizer, tmp_path: Path
+) -> None:
+    """Manifests from before the record (or other tools) still get the dimension checked."""
+    stored = _stored(tone_cuts, tmp_path, FeatureConfig(num_mel_bins=40))
+    bare = CutSet.from_cuts(fastcopy(c, custom=None) for c in stored)
+    with pytest.raises(FeatureMismatchError, match=r"num_mel_bins 40 \(stored\) vs 80"):
+        AsrDataset(tok, train=False)[bare]
+    plain = CutSet.from_cuts(
+        fastcopy(c, custom=None) for c in _stored(tone_cuts, tmp_path, FeatureConfig(), "p")
+    )
+    assert AsrDataset(tok, train=False)[plain].feats.shape[0] == len(plain)
+
+
+def test_cmvn_reads_audio_when_stored_features_do_not_match(
+    tone_cuts: CutSet, tmp_path: Path
+) -> None:
+    """An on-the-fly config trained beside stage 1's features gets statistics of its own front
+    end, not of the stored one."""
+    from casnat.data.cmvn import compute_global_cmvn
+
+    stored = _stored(tone_cuts, tmp_path, FeatureConfig(num_mel_bins=40))
+    mean, std = compute_global_cmvn(stored, feature_cfg=FeatureConfig())
+    assert mean.shape[-1] == 80 and std.shape[-1] == 80
+    mean40, _ = compute_global_cmvn(stored, feature_cfg=FeatureConfig(num_mel_bins=40))
+    assert mean40.shape[-1] == 40

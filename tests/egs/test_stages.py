@@ -93,10 +93,11 @@ def test_fsdd_stages_issue_the_commands_they_did_before(tmp_path: Path) -> None:
     recipe = StubbedRecipe(tmp_path, "fsdd")
     cmds = recipe.run("--stage", "1", "/nowhere/fsdd")
     fb, exp = "data/fbank", "exp/cassnat"
+    conf = "--config conf/cassnat.yaml"  # stage 1's front end is the model's features: section
     expected = [f"casnat features --cuts data/manifests/cuts_train.jsonl.gz --out-dir {fb} "
-                "--speed-perturb --num-jobs 2"]
+                f"--speed-perturb --num-jobs 2 {conf}"]
     expected += [f"casnat features --cuts data/manifests/cuts_{p}.jsonl.gz --out-dir {fb} "
-                 "--num-jobs 2" for p in ("dev", "dev_isolated", "test", "test_isolated")]
+                 f"--num-jobs 2 {conf}" for p in ("dev", "dev_isolated", "test", "test_isolated")]
     expected += [
         f"casnat train --config conf/cassnat.yaml --exp-dir {exp} --resume",
         f"casnat average --exp-dir {exp} --last 5 --out {exp}/avg-dev.pt --select-on "
@@ -171,7 +172,8 @@ def test_librispeech_has_the_same_stages_3_and_5(tmp_path: Path) -> None:
     fb = f"{tmp_path}/ls/fbank"
     feats = [c for c in cmds if c.startswith("casnat features")]
     assert feats[0] == (f"casnat features --cuts {tmp_path}/ls/manifests/cuts_train.jsonl.gz "
-                        f"--out-dir {fb} --speed-perturb --num-jobs 2")
+                        f"--out-dir {fb} --speed-perturb --num-jobs 2 "
+                        "--config conf/cassnat_100h.yaml")
     # cuts_dev (the validation set) comes from casnat prepare's manifest, not a recombination
     assert [c.split()[3] for c in feats[1:]] == [
         f"{tmp_path}/ls/manifests/cuts_{p}.jsonl.gz"
@@ -205,7 +207,8 @@ def test_librispeech_960h_trains_on_the_960h_set_and_writes_its_own_results(
     recipe = StubbedRecipe(tmp_path, "librispeech")
     cmds = recipe.run("--stage", "1", "--config-name", "960h", "--ngpu", "0", "/nowhere/LS")
     assert cmds[0] == ("casnat features --cuts data/manifests/cuts_train_960.jsonl.gz "
-                       "--out-dir data/fbank --num-jobs 2")  # no speed perturbation for 960h
+                       "--out-dir data/fbank --num-jobs 2 --config conf/cassnat_960h.yaml")
+    # no speed perturbation for 960h
     train = next(c for c in cmds if c.startswith("casnat train"))
     assert train == ("casnat train --config exp/cassnat_960h/train.yaml "
                      "--exp-dir exp/cassnat_960h --resume --device cpu")
