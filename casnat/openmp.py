@@ -25,21 +25,27 @@ from collections.abc import Sequence
 #: Spin iterations before an idle OpenMP thread sleeps, for training with DataLoader workers.
 SHORT_SPIN = "2000"
 _USER_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-_TRAIN_COMMANDS = ("train",)
+_TRAIN_COMMANDS = ("train", "bench-train")
 
 #: Why the process runs with the OpenMP waits it has (logged by the trainer).
 decision: str = "libgomp's default spin (no DataLoader workers, or not set by casnat)"
 
 
-def _option(argv: Sequence[str], name: str) -> str | None:
-    """The value of ``--name V`` or ``--name=V`` in ``argv`` (the last one), else None."""
-    value = None
+def _options(argv: Sequence[str], name: str) -> list[str]:
+    """Every value of ``--name V`` or ``--name=V`` in ``argv``, in order."""
+    values = []
     for i, arg in enumerate(argv):
         if arg == name and i + 1 < len(argv):
-            value = argv[i + 1]
+            values.append(argv[i + 1])
         elif arg.startswith(name + "="):
-            value = arg.split("=", 1)[1]
-    return value
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    """The value of ``--name V`` or ``--name=V`` in ``argv`` (the last one), else None."""
+    values = _options(argv, name)
+    return values[-1] if values else None
 
 
 def _config_workers(path: str) -> int:
@@ -60,6 +66,12 @@ def configure_for_command(argv: Sequence[str]) -> str:
     Does nothing when torch is already imported (too late to matter), when the user set
     ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, for other commands, for ``--device cuda``,
     and for a config without workers. Returns the decision (also kept in :data:`decision`).
+
+    ``casnat bench-train`` gets the decision its configs' training runs would get, so its
+    frames/s are the trainer's: the short spin when every ``--config`` has workers (or
+    ``--num-workers`` > 0 overrides them all), the default when none has. One process has one
+    spin, so configs that disagree keep the default and the decision says to time them in
+    separate runs (the benchmark prints it in its header).
     """
     global decision
     if not argv or argv[0] not in _TRAIN_COMMANDS:
@@ -72,10 +84,25 @@ def configure_for_command(argv: Sequence[str]) -> str:
         decision = "libgomp's default spin (torch was imported before casnat could set it)"
         return decision
     device = _option(argv, "--device") or ""
-    config = _option(argv, "--config")
-    if device.startswith("cuda") or config is None:
+    configs = _options(argv, "--config")
+    if argv[0] != "bench-train":
+        configs = configs[-1:]  # train: the last --config wins, as argparse takes it
+    if device.startswith("cuda") or not configs:
         return decision
-    workers = _config_workers(config)
+    override = _option(argv, "--num-workers") if argv[0] == "bench-train" else None
+    try:
+        counts = [int(override)] * len(configs) if override is not None else None
+    except ValueError:
+        counts = None
+    if counts is None:
+        counts = [_config_workers(c) for c in configs]
+    if len({n > 0 for n in counts}) > 1:
+        decision = ("libgomp's default spin: the configs disagree on DataLoader workers "
+                    f"({', '.join(f'{c}: {n}' for c, n in zip(configs, counts))}); training "
+                    "gives the ones with workers GOMP_SPINCOUNT=" + SHORT_SPIN + ", so time "
+                    "them in separate runs to see the trainer's frames/s")
+        return decision
+    workers = max(counts)
     if workers <= 0:
         return decision
     os.environ["GOMP_SPINCOUNT"] = SHORT_SPIN

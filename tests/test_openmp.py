@@ -67,3 +67,16 @@ def test_too_late_once_torch_is_imported(tmp_path: Path, monkeypatch: pytest.Mon
     d = openmp.configure_for_command(["train", "--config", str(_config(tmp_path, 1))])
     assert "GOMP_SPINCOUNT" not in os.environ
     assert "torch was imported" in d
+
+
+def test_bench_train_times_the_spin_training_would_use(tmp_path: Path) -> None:
+    """bench-train's frames/s must be the trainer's: the same spin decision for its configs."""
+    w0, w1 = _config(tmp_path, 0), _config(tmp_path, 1)
+    both = _probe(["bench-train", "--config", str(w1), "--config", str(w1)])
+    assert both["spin"] == "2000"
+    assert _probe(["bench-train", "--config", str(w0)])["spin"] is None
+    mixed = _probe(["bench-train", "--config", str(w1), "--config", str(w0)])
+    assert mixed["spin"] is None and "separate runs" in mixed["decision"]
+    forced = _probe(["bench-train", "--config", str(w1), "--config", str(w0),
+                     "--num-workers", "1"])
+    assert forced["spin"] == "2000"

@@ -348,6 +348,7 @@ def run_benchmark(opts: BenchOptions) -> tuple[list[ConfigRun], dict[str, float]
 
 def format_report(results: list[ConfigRun], peaks: dict[str, float], opts: BenchOptions) -> str:
     """The Markdown tables: throughput and phases, then FLOP rates against the peaks."""
+    from casnat import openmp
     from casnat.train.precision import cpu_bf16_support
 
     load = os.getloadavg()
@@ -357,7 +358,8 @@ def format_report(results: list[ConfigRun], peaks: dict[str, float], opts: Bench
         f"precision, interleaved; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"GEMM peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
         f"(best of {', '.join('x'.join(map(str, s)) for s in GEMM_SHAPES)}"
-        f"{'' if native else '; bf16 is emulated here: ' + why}).",
+        f"{'' if native else '; bf16 is emulated here: ' + why}). OpenMP waits: "
+        f"{openmp.decision}.",
         "",
         "| config | precision | utts/step | frames/step | step s | frames/s | x fp32 "
         "| data % | forward % | align % | backward % | optimizer % |",
